@@ -1,0 +1,1 @@
+"""Data-sharing agreements: versions, parties, approvals and their lifecycle."""

@@ -1,0 +1,157 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from service import __version__
+from service.agreements import service as agreements
+from service.agreements.router import router as agreements_router
+from service.consents import service as consents
+from service.consents.router import router as consents_router
+from service.core.clock import Clock, SystemClock
+from service.core.context import Runtime
+from service.core.database import build_engine, session_factory, transaction
+from service.core.deps import Actor
+from service.core.errors import install_error_handlers
+from service.core.identity import Principal, Role, TokenVerifier
+from service.core.pseudonym import Pseudonymiser
+from service.core.settings import PolicyEngineKind, Settings
+from service.decisions import bundle
+from service.decisions.engines import PolicyEngine, load_bundle
+from service.decisions.engines.embedded import EmbeddedEngine
+from service.decisions.router import router as decisions_router
+from service.health import router as health_router
+from service.registry import service as registry
+from service.registry.router import router as registry_router
+from service.reviews.router import router as reviews_router
+
+log = logging.getLogger("accord")
+SYSTEM = Principal(subject="accord-system", role=Role.ADMIN, organisation_id="accord")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def build_policy_engine(settings: Settings) -> PolicyEngine:
+    policy_bundle = load_bundle(settings.policy_dir)
+    if settings.policy_engine is PolicyEngineKind.OPA:
+        from service.decisions.engines.opa import OpaEngine
+
+        return OpaEngine(policy_bundle, settings.opa_url, settings.opa_timeout_seconds)
+    return EmbeddedEngine(policy_bundle, settings.policy_timeout_seconds)
+
+
+def build_runtime(
+    settings: Settings, *, clock: Clock | None = None, policy: PolicyEngine | None = None
+) -> Runtime:
+    db = build_engine(settings.database_url, settings.database_pool_size)
+    return Runtime(
+        settings=settings,
+        db=db,
+        sessions=session_factory(db),
+        read_sessions=session_factory(db, read_only=True),
+        verifier=TokenVerifier(settings),
+        pseudonymise=Pseudonymiser(settings.pseudonym_key.get_secret_value().encode()),
+        clock=clock or SystemClock(),
+        policy=policy or build_policy_engine(settings),
+    )
+
+
+def run_sweep(runtime: Runtime) -> dict[str, int]:
+    """Scheduled lifecycle changes: activations, expiries, consent expiry."""
+    actor = Actor(SYSTEM, None)
+    now = runtime.clock.now()
+    for session in transaction(runtime.sessions):
+        counts = agreements.sweep(session, actor, now)
+        counts["consents_expired"] = consents.expire_due(session, actor, now)
+    return counts
+
+
+def _sweeper(runtime: Runtime, stop: threading.Event) -> None:
+    while not stop.wait(runtime.settings.sweep_interval_seconds):
+        try:
+            run_sweep(runtime)
+        except Exception:  # the next round retries; a failed round changed nothing
+            log.exception("lifecycle sweep failed")
+
+
+class RequestIdMiddleware:
+    """Gives every request an id (the caller's, if well formed) and returns it."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        supplied = next(
+            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
+        )
+        rid = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock | None = None,
+    policy: PolicyEngine | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    runtime = build_runtime(settings, clock=clock, policy=policy)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for session in transaction(runtime.sessions):
+            registry.ensure_operator(session, settings.operator_org, runtime.clock.now())
+            registry.install_default_taxonomy(session)
+        bundle.record_loaded(runtime, Actor(SYSTEM, None))
+        stop = threading.Event()
+        sweeper = None
+        if settings.sweep_interval_seconds > 0:
+            sweeper = threading.Thread(target=_sweeper, args=(runtime, stop), daemon=True)
+            sweeper.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if sweeper is not None:
+                sweeper.join(timeout=5)
+            runtime.policy.close()
+            runtime.db.dispose()
+
+    app = FastAPI(
+        title="Accord",
+        version=__version__,
+        summary="Data-sharing agreements, consents and policy decisions with a verifiable log",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for router in (
+        health_router,
+        registry_router,
+        agreements_router,
+        reviews_router,
+        consents_router,
+        decisions_router,
+        bundle.router,
+    ):
+        app.include_router(router)
+    return app

@@ -1,0 +1,121 @@
+"""Appending to the audit log, inside the caller's transaction.
+
+The event and the change it records commit together or not at all. The sequence number
+comes from incrementing the single `audit_head` row: the row lock (PostgreSQL) or the
+database write lock (SQLite) is held until commit, so leaf indexes are gapless and follow
+commit order across threads, workers and replicas.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from service.audit.actions import AuditAction, Outcome
+from service.audit.canonical import canonical_json, leaf_hash
+from service.audit.models import AuditEvent, AuditEventSubject, AuditHead
+from service.core.clock import iso
+from service.core.deps import Actor
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """What a caller says about one change or decision."""
+
+    action: AuditAction
+    resource_type: str
+    resource_id: str
+    outcome: Outcome = Outcome.SUCCESS
+    agreement_id: str | None = None
+    agreement_version: int | None = None
+    purpose: str | None = None
+    reasons: Sequence[str] = ()
+    minimisation: Mapping[str, Any] | None = None
+    ethics_review: Mapping[str, Any] | None = None
+    policy_revision: str | None = None
+    subjects: Sequence[str] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+def event_document(event: AuditEvent) -> dict[str, Any]:
+    """The exact document a leaf hashes (RFC 8785 canonical JSON of this)."""
+    return {
+        "seq": event.seq,
+        "event_id": event.event_id,
+        "occurred_at": event.occurred_at,
+        "action": event.action,
+        "actor": {
+            "subject": event.actor_subject,
+            "role": event.actor_role,
+            "organisation": event.actor_org,
+        },
+        "resource": {"type": event.resource_type, "id": event.resource_id},
+        "agreement": (
+            None
+            if event.agreement_id is None
+            else {"id": event.agreement_id, "version": event.agreement_version}
+        ),
+        "purpose": event.purpose,
+        "outcome": event.outcome,
+        "reasons": list(event.reasons),
+        "minimisation": event.minimisation,
+        "ethics_review": event.ethics_review,
+        "policy_revision": event.policy_revision,
+        "request_id": event.request_id,
+        "subjects": list(event.subjects),
+        "details": event.details,
+    }
+
+
+def _reserve(session: Session, count: int) -> int:
+    """Reserve `count` leaf indexes; returns the first."""
+    new_size = session.execute(
+        update(AuditHead)
+        .where(AuditHead.id == 1)
+        .values(size=AuditHead.size + count)
+        .returning(AuditHead.size)
+    ).scalar_one()
+    return int(new_size) - count
+
+
+def append(session: Session, actor: Actor, record: EventRecord, at: datetime) -> AuditEvent:
+    """Add one event to the log in the current transaction (flushed, not committed)."""
+    seq = _reserve(session, 1)
+    principal = actor.principal
+    event = AuditEvent(
+        seq=seq,
+        event_id=str(uuid.uuid4()),
+        occurred_at=iso(at),
+        action=record.action.value,
+        actor_subject=principal.subject,
+        actor_role=principal.role.value,
+        actor_org=principal.organisation_id,
+        resource_type=record.resource_type,
+        resource_id=record.resource_id,
+        agreement_id=record.agreement_id,
+        agreement_version=record.agreement_version,
+        purpose=record.purpose,
+        outcome=record.outcome.value,
+        reasons=list(record.reasons),
+        minimisation=dict(record.minimisation) if record.minimisation is not None else None,
+        ethics_review=dict(record.ethics_review) if record.ethics_review is not None else None,
+        policy_revision=record.policy_revision,
+        request_id=actor.request_id,
+        subjects=list(record.subjects),
+        details=dict(record.details),
+    )
+    event.leaf_hash = leaf_hash(canonical_json(event_document(event)))
+    session.add(event)
+    session.flush()
+    if record.subjects:
+        session.execute(
+            insert(AuditEventSubject),
+            [{"seq": seq, "pseudonym": p} for p in dict.fromkeys(record.subjects)],
+        )
+    return event

@@ -1,0 +1,252 @@
+"""Recording, withdrawing, renewing and expiring consents; every change is an event."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.audit import log as audit
+from service.audit.actions import AuditAction
+from service.consents.models import Consent, ConsentEvent
+from service.consents.schemas import ConsentCreate, ConsentStatus, Evidence, Renewal
+from service.core.clock import as_utc, iso, to_ns
+from service.core.deps import Actor
+from service.core.errors import InvalidRequest, InvalidTransition, NotFound
+from service.core.identity import Principal, Role
+from service.core.pseudonym import Pseudonymiser
+from service.registry.models import DataCategory, Purpose
+
+OVERSIGHT = {Role.AUDITOR, Role.ADMIN}
+
+
+def _state(consent: Consent) -> dict[str, Any]:
+    return {
+        "status": consent.status,
+        "purposes": list(consent.purposes),
+        "categories": list(consent.categories),
+        "valid_from": iso(consent.valid_from),
+        "valid_until": iso(consent.valid_until) if consent.valid_until else None,
+        "evidence": consent.evidence,
+        "subject_is_minor": consent.subject_is_minor,
+        "guardian": consent.guardian,
+    }
+
+
+def _record(
+    session: Session,
+    actor: Actor,
+    consent: Consent,
+    event: str,
+    action: AuditAction,
+    now: datetime,
+    **details: Any,
+) -> None:
+    session.add(
+        ConsentEvent(
+            consent_id=consent.id,
+            revision=consent.revision,
+            event_type=event,
+            state=_state(consent),
+            actor_subject=actor.principal.subject,
+            actor_org=actor.principal.organisation_id,
+            occurred_at=now,
+        )
+    )
+    session.flush()
+    audit.append(
+        session,
+        actor,
+        audit.EventRecord(
+            action,
+            "consent",
+            consent.id,
+            subjects=[consent.subject_pseudonym],
+            details={
+                "controller": consent.controller_org,
+                "status": consent.status,
+                "revision": consent.revision,
+                "purposes": list(consent.purposes),
+                "categories": list(consent.categories),
+                **details,
+            },
+        ),
+        now,
+    )
+
+
+def _evidence(evidence: Evidence) -> dict[str, Any]:
+    return {**evidence.model_dump(mode="json"), "collected_at": iso(evidence.collected_at)}
+
+
+def _check_codes(session: Session, purposes: Iterable[str], categories: Iterable[str]) -> None:
+    wanted_p, wanted_c = set(purposes), set(categories)
+    known_p = set(session.scalars(select(Purpose.code).where(Purpose.code.in_(wanted_p))))
+    known_c = set(session.scalars(select(DataCategory.code).where(DataCategory.code.in_(wanted_c))))
+    unknown = sorted((wanted_p - known_p) | (wanted_c - known_c))
+    if unknown:
+        raise InvalidRequest(f"unknown purposes or categories: {', '.join(unknown)}")
+
+
+def record(
+    session: Session,
+    actor: Actor,
+    pseudonymise: Pseudonymiser,
+    data: ConsentCreate,
+    now: datetime,
+) -> Consent:
+    _check_codes(session, data.purposes, data.categories)
+    consent = Consent(
+        id=str(uuid.uuid4()),
+        subject_pseudonym=pseudonymise(data.subject_id),
+        controller_org=actor.principal.organisation_id,
+        status=data.status.value,
+        purposes=sorted(set(data.purposes)),
+        categories=sorted(set(data.categories)),
+        valid_from=as_utc(data.valid_from or now),
+        valid_until=as_utc(data.valid_until) if data.valid_until else None,
+        evidence=_evidence(data.evidence),
+        subject_is_minor=data.subject_is_minor,
+        guardian=(
+            {
+                "guardian_pseudonym": pseudonymise(data.guardian.guardian_id),
+                "relationship": data.guardian.relationship,
+            }
+            if data.guardian
+            else None
+        ),
+        revision=1,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(consent)
+    session.flush()
+    given = data.status is ConsentStatus.GIVEN
+    _record(
+        session,
+        actor,
+        consent,
+        consent.status,
+        AuditAction.CONSENT_GIVEN if given else AuditAction.CONSENT_REFUSED,
+        now,
+    )
+    return consent
+
+
+def can_see(principal: Principal, consent: Consent) -> bool:
+    return principal.role in OVERSIGHT or principal.organisation_id == consent.controller_org
+
+
+def get(session: Session, principal: Principal, consent_id: str, *, lock: bool = False) -> Consent:
+    consent = session.get(Consent, consent_id, with_for_update=lock or None)
+    if consent is None or not can_see(principal, consent):
+        raise NotFound(f"consent {consent_id} not found")
+    return consent
+
+
+def withdraw(
+    session: Session, actor: Actor, consent_id: str, reason: str, now: datetime
+) -> Consent:
+    consent = get(session, actor.principal, consent_id, lock=True)
+    if consent.status != ConsentStatus.GIVEN.value:
+        raise InvalidTransition(f"a {consent.status} consent cannot be withdrawn")
+    consent.status = ConsentStatus.WITHDRAWN.value
+    consent.revision += 1
+    consent.updated_at = now
+    _record(session, actor, consent, "withdrawn", AuditAction.CONSENT_WITHDRAWN, now, reason=reason)
+    return consent
+
+
+def renew(session: Session, actor: Actor, consent_id: str, data: Renewal, now: datetime) -> Consent:
+    consent = get(session, actor.principal, consent_id, lock=True)
+    if consent.status not in (ConsentStatus.GIVEN.value, ConsentStatus.EXPIRED.value):
+        raise InvalidTransition(f"a {consent.status} consent cannot be renewed")
+    if data.valid_until is not None and as_utc(data.valid_until) <= now:
+        raise InvalidRequest("valid_until must be in the future")
+    consent.status = ConsentStatus.GIVEN.value
+    consent.valid_until = as_utc(data.valid_until) if data.valid_until else None
+    consent.evidence = _evidence(data.evidence)
+    consent.revision += 1
+    consent.updated_at = now
+    _record(session, actor, consent, "renewed", AuditAction.CONSENT_RENEWED, now)
+    return consent
+
+
+def events(session: Session, consent_ids: Iterable[str]) -> dict[str, list[ConsentEvent]]:
+    out: dict[str, list[ConsentEvent]] = {}
+    ids = list(consent_ids)
+    if not ids:
+        return out
+    rows = session.scalars(
+        select(ConsentEvent)
+        .where(ConsentEvent.consent_id.in_(ids))
+        .order_by(ConsentEvent.consent_id, ConsentEvent.revision)
+    )
+    for row in rows:
+        out.setdefault(row.consent_id, []).append(row)
+    return out
+
+
+def history(session: Session, principal: Principal, pseudonym: str) -> list[Consent]:
+    query = select(Consent).where(Consent.subject_pseudonym == pseudonym)
+    if principal.role not in OVERSIGHT:
+        query = query.where(Consent.controller_org == principal.organisation_id)
+    return list(session.scalars(query.order_by(Consent.created_at, Consent.id)))
+
+
+def expire_due(session: Session, actor: Actor, now: datetime) -> int:
+    due = list(
+        session.scalars(
+            select(Consent)
+            .where(Consent.status == ConsentStatus.GIVEN.value, Consent.valid_until <= now)
+            .with_for_update()
+        )
+    )
+    for consent in due:
+        consent.status = ConsentStatus.EXPIRED.value
+        consent.revision += 1
+        consent.updated_at = now
+        _record(session, actor, consent, "expired", AuditAction.CONSENT_EXPIRED, now)
+    return len(due)
+
+
+def for_decision(
+    session: Session, pseudonyms: Iterable[str], controllers: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Consents of these subjects held by these controllers, as the policy input wants them."""
+    wanted = list(dict.fromkeys(pseudonyms))
+    orgs = list(set(controllers))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        rows = session.execute(
+            select(
+                Consent.id,
+                Consent.subject_pseudonym,
+                Consent.status,
+                Consent.purposes,
+                Consent.categories,
+                Consent.valid_from,
+                Consent.valid_until,
+                Consent.subject_is_minor,
+                Consent.guardian,
+            ).where(Consent.subject_pseudonym.in_(chunk), Consent.controller_org.in_(orgs))
+        )
+        for row in rows:
+            out.setdefault(row.subject_pseudonym, []).append(
+                {
+                    "id": row.id,
+                    "status": row.status,
+                    "purposes": row.purposes,
+                    "categories": row.categories,
+                    "valid_from_ns": to_ns(row.valid_from),
+                    "valid_until_ns": to_ns(row.valid_until) if row.valid_until else None,
+                    "subject_is_minor": row.subject_is_minor,
+                    "guardian": row.guardian is not None,
+                }
+            )
+    return out

@@ -1,0 +1,27 @@
+"""The per-process runtime shared by requests: database, engines, keys, clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.core.clock import Clock
+from service.core.identity import TokenVerifier
+from service.core.pseudonym import Pseudonymiser
+from service.core.settings import Settings
+from service.decisions.engines.base import PolicyEngine
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Engine
+    sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
+    verifier: TokenVerifier
+    pseudonymise: Pseudonymiser
+    clock: Clock
+    policy: PolicyEngine
+    extras: dict[str, object] = field(default_factory=dict)

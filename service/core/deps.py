@@ -1,0 +1,85 @@
+"""FastAPI dependencies: the request's transaction, the caller and role guards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from service.core.context import Runtime
+from service.core.database import transaction
+from service.core.errors import Forbidden, Unauthenticated
+from service.core.identity import Principal, Role
+from service.registry.models import Organisation
+
+
+def get_runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session(request: Request, runtime: RuntimeDep) -> Iterator[Session]:
+    """The request's one transaction; it commits before the response is sent.
+
+    Reads (GET) run in a read-only transaction, which on SQLite does not take the write lock.
+    """
+    read_only = request.method in ("GET", "HEAD")
+    yield from transaction(runtime.read_sessions if read_only else runtime.sessions)
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="JWT issued for Accord")
+
+
+def get_principal(
+    runtime: RuntimeDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("a bearer token is required")
+    principal = runtime.verifier.verify(credentials.credentials)
+    with runtime.read_sessions() as session:
+        organisation = session.get(Organisation, principal.organisation_id)
+    if organisation is None or not organisation.enabled:
+        raise Unauthenticated("the token's organisation is unknown or disabled")
+    return principal
+
+
+class RoleGuard:
+    """Admits only the listed roles; routes declare it so the rule table is inspectable."""
+
+    def __init__(self, *allowed: Role) -> None:
+        self.allowed = frozenset(allowed)
+
+    def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+        if principal.role not in self.allowed:
+            raise Forbidden(f"role {principal.role.value} may not use this operation")
+        return principal
+
+
+def roles(*allowed: Role) -> RoleGuard:
+    return RoleGuard(*allowed)
+
+
+ANY_ROLE = tuple(Role)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting, and in which request: what every audit event records."""
+
+    principal: Principal
+    request_id: str | None
+
+
+def request_id(request: Request) -> str | None:
+    value: str | None = getattr(request.state, "request_id", None)
+    return value

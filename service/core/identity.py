@@ -1,0 +1,144 @@
+"""Bearer-token identity: who is calling, in which role, for which organisation."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import jwt
+from jwt import PyJWKClient
+
+from service.core.errors import Unauthenticated
+from service.core.settings import Settings
+
+
+class Role(StrEnum):
+    PARTNER = "partner"
+    STEWARD = "steward"
+    ETHICS_REVIEWER = "ethics_reviewer"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    role: Role
+    organisation_id: str
+
+    def as_actor(self) -> dict[str, str]:
+        return {
+            "subject": self.subject,
+            "role": self.role.value,
+            "organisation": self.organisation_id,
+        }
+
+
+_HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+
+
+class TokenVerifier:
+    """Verifies bearer JWTs against the configured keys and claim rules.
+
+    Only allow-listed algorithms are accepted; an HMAC algorithm is only accepted with the
+    configured secret, never with a public key (the classic key-confusion attack). Header
+    URLs (`jku`, `x5u`) are never followed: keys come from configuration or the JWKS URL.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._algorithms = list(settings.jwt_algorithms)
+        self._jwks = PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+
+    def _key_for(self, token: str, header: dict[str, Any]) -> Any:
+        alg = header.get("alg")
+        if alg not in self._algorithms:
+            raise Unauthenticated("token algorithm is not accepted")
+        if alg in _HMAC_ALGORITHMS:
+            secret = self._settings.jwt_secret
+            if secret is None:
+                raise Unauthenticated("token algorithm is not accepted")
+            return secret.get_secret_value()
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise Unauthenticated("token has no key id")
+        if kid in self._settings.jwt_public_keys:
+            return self._settings.jwt_public_keys[kid]
+        if self._jwks is not None:
+            try:
+                return self._jwks.get_signing_key(kid).key
+            except jwt.PyJWKClientError as exc:
+                raise Unauthenticated("token key id is unknown") from exc
+        raise Unauthenticated("token key id is unknown")
+
+    def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated("malformed token") from exc
+        key = self._key_for(token, header)
+        role_claim, org_claim = self._settings.jwt_role_claim, self._settings.jwt_org_claim
+        try:
+            claims = jwt.decode(
+                token,
+                key=key,
+                algorithms=[header["alg"]],
+                audience=self._settings.jwt_audience,
+                issuer=self._settings.jwt_issuer,
+                leeway=self._settings.jwt_leeway_seconds,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("token has expired") from exc
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {_reason(exc)}") from exc
+        role, organisation = claims.get(role_claim), claims.get(org_claim)
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise Unauthenticated("token has no subject")
+        if role not in Role.__members__.values():
+            raise Unauthenticated(f"token has no valid `{role_claim}` claim")
+        if not isinstance(organisation, str) or not organisation:
+            raise Unauthenticated(f"token has no `{org_claim}` claim")
+        return Principal(subject=subject, role=Role(role), organisation_id=organisation)
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    """A short reason that never echoes token contents."""
+    return {
+        jwt.InvalidAudienceError: "wrong audience",
+        jwt.InvalidIssuerError: "wrong issuer",
+        jwt.ImmatureSignatureError: "not yet valid",
+        jwt.MissingRequiredClaimError: "a required claim is missing",
+        jwt.InvalidSignatureError: "signature does not verify",
+        jwt.DecodeError: "malformed token",
+    }.get(type(exc), "rejected")
+
+
+def mint_token(
+    settings: Settings,
+    *,
+    subject: str,
+    role: Role,
+    organisation_id: str,
+    ttl_seconds: int = 3600,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """A development token signed with the HS256 secret."""
+    if settings.jwt_secret is None:
+        raise RuntimeError("no ACCORD_JWT_SECRET configured to mint development tokens")
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": subject,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_seconds,
+        settings.jwt_role_claim: role.value,
+        settings.jwt_org_claim: organisation_id,
+        **(extra or {}),
+    }
+    return jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256")

@@ -1,0 +1,1 @@
+"""Access decisions: the hot path partner systems call before every exchange."""

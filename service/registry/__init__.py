@@ -1,0 +1,1 @@
+"""Organisations and the purpose and data-category taxonomies."""

@@ -1,0 +1,1 @@
+"""Ethics reviews of agreement versions."""

@@ -1,0 +1,49 @@
+"""Ethics review request and response models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from service.core.schemas import RequestModel, ResponseModel
+
+
+class ReviewOutcome(StrEnum):
+    APPROVED = "approved"
+    APPROVED_WITH_CONDITIONS = "approved_with_conditions"
+    REJECTED = "rejected"
+
+
+class ReviewCreate(RequestModel):
+    outcome: ReviewOutcome
+    conditions: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=50)
+    ] = Field(default_factory=list)
+    reference: str = Field(min_length=1, max_length=200, description="the committee's reference")
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+
+    @model_validator(mode="after")
+    def _coherent(self) -> ReviewCreate:
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must be after valid_from")
+        if self.outcome is ReviewOutcome.APPROVED_WITH_CONDITIONS and not self.conditions:
+            raise ValueError("approved_with_conditions needs at least one condition")
+        return self
+
+
+class ReviewRead(ResponseModel):
+    id: str
+    agreement_id: str
+    version: int
+    outcome: ReviewOutcome
+    conditions: list[str]
+    reference: str
+    valid_from: datetime
+    valid_until: datetime
+    reviewer_subject: str
+    reviewer_org: str
+    recorded_at: datetime
