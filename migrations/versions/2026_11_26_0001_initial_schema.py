@@ -399,6 +399,7 @@ def upgrade() -> None:
         sa.Column("agreement_id", sa.String(length=36), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("version_id", sa.String(length=36), nullable=False),
+        sa.Column("ordinal", sa.Integer(), nullable=False),
         sa.Column("outcome", sa.String(length=32), nullable=False),
         sa.Column("conditions", sa.JSON(), nullable=False),
         sa.Column("reference", sa.String(length=200), nullable=False),
@@ -422,6 +423,7 @@ def upgrade() -> None:
             ["agreement_versions.id"],
             name=op.f("fk_ethics_reviews_version_id_agreement_versions"),
         ),
+        sa.UniqueConstraint("version_id", "ordinal", name=op.f("uq_ethics_reviews_version_id")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_ethics_reviews")),
     )
     with op.batch_alter_table("ethics_reviews", schema=None) as batch_op:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel
+from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 from service.registry.schemas import DottedCode, FieldName, Slug
 
 
@@ -125,7 +124,7 @@ class ApprovalRead(ResponseModel):
     decision: str
     comment: str
     actor_subject: str
-    decided_at: datetime
+    decided_at: UtcDateTime
 
 
 class VersionRead(ResponseModel):
@@ -140,8 +139,8 @@ class VersionRead(ResponseModel):
     legal_basis: LegalBasis
     consent_required: bool
     retention_days: int
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: UtcDateTime
+    valid_until: UtcDateTime
     minimisation: Minimisation
     pseudonymisation_required: bool
     jurisdiction: str
@@ -152,11 +151,11 @@ class VersionRead(ResponseModel):
     approvals: list[ApprovalRead]
     awaiting_approval_from: list[str]
     created_by: str
-    created_at: datetime
-    submitted_at: datetime | None
-    approved_at: datetime | None
-    activated_at: datetime | None
-    ended_at: datetime | None
+    created_at: UtcDateTime
+    submitted_at: UtcDateTime | None
+    approved_at: UtcDateTime | None
+    activated_at: UtcDateTime | None
+    ended_at: UtcDateTime | None
 
 
 class VersionSummary(ResponseModel):
@@ -167,7 +166,7 @@ class VersionSummary(ResponseModel):
 class AgreementRead(ResponseModel):
     id: str
     created_by_org: str
-    created_at: datetime
+    created_at: UtcDateTime
     in_force_version: int | None
     latest_version: int
     versions: list[VersionSummary]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel
+from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 from service.registry.schemas import DottedCode
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -83,14 +82,14 @@ class ConsentRead(ResponseModel):
     status: ConsentStatus
     purposes: list[str]
     categories: list[str]
-    valid_from: datetime
-    valid_until: datetime | None
+    valid_from: UtcDateTime
+    valid_until: UtcDateTime | None
     evidence: dict[str, Any]
     subject_is_minor: bool
     guardian: dict[str, Any] | None
     revision: int
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDateTime
+    updated_at: UtcDateTime
 
 
 class ConsentEventRead(ResponseModel):
@@ -99,7 +98,7 @@ class ConsentEventRead(ResponseModel):
     state: dict[str, Any]
     actor_subject: str
     actor_org: str
-    occurred_at: datetime
+    occurred_at: UtcDateTime
 
 
 class ConsentHistory(ResponseModel):

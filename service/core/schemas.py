@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+from service.core.clock import as_utc
+
+# Responses always carry aware UTC times (SQLite hands back naive ones).
+UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class RequestModel(BaseModel):

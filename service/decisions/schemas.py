@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel
+from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 from service.registry.schemas import DottedCode, FieldName
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -67,7 +66,7 @@ class DecisionRead(ResponseModel):
     purpose: str
     policy_revision: str
     engine: str
-    decided_at: datetime
+    decided_at: UtcDateTime
     audit_seq: int = Field(description="leaf index of the decision's audit event")
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
 
-from service.core.schemas import RequestModel, ResponseModel
+from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}[a-z0-9]$", max_length=64)]
 DottedCode = Annotated[
@@ -44,7 +43,7 @@ class OrganisationRead(ResponseModel):
     name: str
     sector: Sector
     enabled: bool
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class PurposeCreate(RequestModel):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
 from pydantic import AwareDatetime, Field, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel
+from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 
 
 class ReviewOutcome(StrEnum):
@@ -42,8 +41,8 @@ class ReviewRead(ResponseModel):
     outcome: ReviewOutcome
     conditions: list[str]
     reference: str
-    valid_from: datetime
-    valid_until: datetime
+    valid_from: UtcDateTime
+    valid_until: UtcDateTime
     reviewer_subject: str
     reviewer_org: str
-    recorded_at: datetime
+    recorded_at: UtcDateTime

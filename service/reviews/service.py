@@ -24,7 +24,7 @@ def latest_review(session: Session, version_id: str) -> EthicsReview | None:
     return session.scalar(
         select(EthicsReview)
         .where(EthicsReview.version_id == version_id)
-        .order_by(EthicsReview.recorded_at.desc(), EthicsReview.id.desc())
+        .order_by(EthicsReview.ordinal.desc())
         .limit(1)
     )
 
@@ -34,7 +34,7 @@ def list_reviews(session: Session, version_id: str) -> list[EthicsReview]:
         session.scalars(
             select(EthicsReview)
             .where(EthicsReview.version_id == version_id)
-            .order_by(EthicsReview.recorded_at, EthicsReview.id)
+            .order_by(EthicsReview.ordinal)
         )
     )
 
@@ -83,8 +83,10 @@ def record_review(
     data: ReviewCreate,
     now: datetime,
 ) -> EthicsReview:
+    previous = latest_review(session, version_id)
     review = EthicsReview(
         id=str(uuid.uuid4()),
+        ordinal=previous.ordinal + 1 if previous is not None else 1,
         agreement_id=agreement_id,
         version=version,
         version_id=version_id,

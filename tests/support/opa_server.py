@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -46,9 +47,23 @@ def _first_line(exc: BaseException) -> str:
 
 def _compile(modules: Mapping[str, str]) -> Any:
     engine = regorus.Engine()
-    for module_id, source in modules.items():
-        engine.add_policy(module_id, source)
-    return engine
+    try:
+        for module_id, source in modules.items():
+            engine.add_policy(module_id, source)
+    except Exception as exc:
+        message = _first_line(exc)
+    else:
+        return engine
+    del engine  # dropped on its own thread, not wherever the traceback ends up
+    raise ValueError(message)
+
+
+# Module-level, so it is never garbage-collected on another thread than the engines' own.
+_THREAD_ENGINES = threading.local()
+
+
+def _check(modules: Mapping[str, str]) -> None:
+    _compile(modules)
 
 
 class OpaTestServer(ThreadingHTTPServer):
@@ -64,7 +79,9 @@ class OpaTestServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
-        self._local = threading.local()  # regorus engines are bound to their thread
+        # regorus engines panic when used or dropped on another thread: one evaluator
+        # thread owns them, and they die with it when the server closes.
+        self.evaluator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opa-eval")
 
     @property
     def port(self) -> int:
@@ -100,7 +117,7 @@ class OpaTestServer(ThreadingHTTPServer):
         with self._lock:
             candidate = {**self.modules, module_id: source}
         try:
-            _compile(candidate)
+            self.evaluator.submit(_check, candidate).result()
         except Exception as exc:
             return _first_line(exc)
         with self._lock:
@@ -117,15 +134,20 @@ class OpaTestServer(ThreadingHTTPServer):
 
     def evaluate(self, segments: list[str], input_document: Any, has_input: bool) -> Any:
         """OPA's Data API answer: `{"result": value}` or `{}` when undefined."""
+        return self.evaluator.submit(
+            self._evaluate_here, segments, input_document, has_input
+        ).result()
+
+    def _evaluate_here(self, segments: list[str], input_document: Any, has_input: bool) -> Any:
         with self._lock:
             generation, modules = self.generation, dict(self.modules)
         if not has_input:
             engine = _compile(modules)  # regorus cannot unset an input once set
         else:
-            if getattr(self._local, "generation", None) != generation:
-                self._local.engine = _compile(modules)
-                self._local.generation = generation
-            engine = self._local.engine
+            if getattr(_THREAD_ENGINES, "generation", None) != generation:
+                _THREAD_ENGINES.engine = _compile(modules)
+                _THREAD_ENGINES.generation = generation
+            engine = _THREAD_ENGINES.engine
             engine.set_input_json(json.dumps(input_document))
         query = "data" + "".join(f"[{json.dumps(segment)}]" for segment in segments)
         rows = json.loads(engine.eval_query_as_json(query)).get("result") or []
@@ -256,3 +278,4 @@ def running_opa_server(modules: Mapping[str, str]) -> Iterator[OpaTestServer]:
         server.shutdown()
         server.server_close()
         thread.join()
+        server.evaluator.shutdown(wait=True)

@@ -27,11 +27,24 @@ from service.decisions.engines.base import (
 )
 
 
+# Per evaluator thread: revision -> compiled engine. Module-level so that it is never
+# garbage-collected from another thread; a thread's entries go when that thread exits.
+_THREAD_ENGINES = threading.local()
+
+
 def _compile(bundle: PolicyBundle) -> Any:
     engine = regorus.Engine()
-    for path, source in bundle.modules.items():
-        engine.add_policy(path, source)
-    return engine
+    try:
+        for path, source in bundle.modules.items():
+            engine.add_policy(path, source)
+    except Exception as exc:  # regorus raises RuntimeError for parse and compile errors
+        message = _first_line(exc)
+    else:
+        return engine
+    # Drop the engine here, before raising: a traceback carried to another thread would
+    # otherwise keep it alive there, and regorus panics when dropped off its thread.
+    del engine
+    raise BundleRejected(message)
 
 
 def _check(bundle: PolicyBundle) -> None:
@@ -51,7 +64,6 @@ class EmbeddedEngine:
         self, bundle: PolicyBundle, timeout_seconds: float = 5.0, threads: int = 2
     ) -> None:
         self._timeout = timeout_seconds
-        self._local = threading.local()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rego")
         self._bundle: PolicyBundle | None = None
         self.load(bundle)
@@ -62,14 +74,12 @@ class EmbeddedEngine:
         return self._bundle.revision
 
     def load(self, bundle: PolicyBundle) -> None:
-        try:
-            self._pool.submit(_check, bundle).result(timeout=60)
-        except Exception as exc:  # regorus raises RuntimeError for parse and compile errors
-            raise BundleRejected(_first_line(exc)) from exc
+        self._pool.submit(_check, bundle).result(timeout=60)
         self._bundle = bundle
 
-    def _evaluate_here(self, bundle: PolicyBundle, rule: str, input_json: str) -> Any:
-        local = self._local
+    @staticmethod
+    def _evaluate_here(bundle: PolicyBundle, rule: str, input_json: str) -> Any:
+        local = _THREAD_ENGINES
         if getattr(local, "revision", None) != bundle.revision:
             local.engine = _compile(bundle)
             local.revision = bundle.revision
