@@ -44,7 +44,12 @@ def build_policy_engine(settings: Settings) -> PolicyEngine:
     if settings.policy_engine is PolicyEngineKind.OPA:
         from service.decisions.engines.opa import OpaEngine
 
-        return OpaEngine(policy_bundle, settings.opa_url, settings.opa_timeout_seconds)
+        return OpaEngine(
+            policy_bundle,
+            settings.opa_url,
+            settings.opa_timeout_seconds,
+            upload=settings.opa_upload_policies,
+        )
     return EmbeddedEngine(policy_bundle, settings.policy_timeout_seconds)
 
 

@@ -13,6 +13,7 @@ from service.agreements import service as agreements
 from service.app import SYSTEM, build_runtime
 from service.consents import schemas as consent_schemas
 from service.consents import service as consents
+from service.consents.models import Consent
 from service.core.context import Runtime
 from service.core.database import transaction
 from service.core.deps import Actor
@@ -148,7 +149,7 @@ def seed(settings: Settings) -> dict[str, Any]:
     for session in transaction(runtime.sessions):
         registry.ensure_operator(session, settings.operator_org, now)
         registry.install_default_taxonomy(session)
-        if session.scalar(select(func.count()).select_from(Organisation)) > 1:
+        if (session.scalar(select(func.count()).select_from(Organisation)) or 0) > 1:
             return {"skipped": "the database already has organisations"}
         for org_id, name, sector in ORGANISATIONS:
             registry.create_organisation(
@@ -316,9 +317,7 @@ def seed(settings: Settings) -> dict[str, Any]:
             )
             summary["consents"] += 1
         withdrawn = session.scalars(
-            select(consents.Consent).where(
-                consents.Consent.subject_pseudonym == runtime.pseudonymise("patient-0020")
-            )
+            select(Consent).where(Consent.subject_pseudonym == runtime.pseudonymise("patient-0020"))
         ).one()
         consents.withdraw(session, hospital, withdrawn.id, "subject asked", now)
     runtime.db.dispose()

@@ -91,7 +91,8 @@ class Problem(BaseModel):
 def problem_responses(*errors: type[AccordError]) -> dict[int | str, dict[str, Any]]:
     """The `responses=` entry of a route that may raise these errors."""
     out: dict[int | str, dict[str, Any]] = {}
-    for error in (Unauthenticated, *errors):
+    documented: tuple[type[AccordError], ...] = (Unauthenticated, *errors)
+    for error in documented:
         out.setdefault(
             error.status,
             {

@@ -98,7 +98,7 @@ class TokenVerifier:
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:
             raise Unauthenticated("token has no subject")
-        if role not in Role.__members__.values():
+        if not isinstance(role, str) or role not in {r.value for r in Role}:
             raise Unauthenticated(f"token has no valid `{role_claim}` claim")
         if not isinstance(organisation, str) or not organisation:
             raise Unauthenticated(f"token has no `{org_claim}` claim")

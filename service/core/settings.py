@@ -71,6 +71,10 @@ class Settings(BaseSettings):
         Path(__file__).resolve().parents[2] / "policies", description="the Rego bundle"
     )
     opa_url: str = Field("http://127.0.0.1:8181", description="OPA server for policy_engine=opa")
+    opa_upload_policies: bool = Field(
+        False,
+        description="push policies/ to OPA's policy API (off when OPA loads them as a bundle)",
+    )
     opa_timeout_seconds: float = Field(2.0, gt=0, description="OPA request timeout")
     policy_timeout_seconds: float = Field(5.0, gt=0, description="deadline for one evaluation")
 
@@ -78,7 +82,6 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"
     )
-    seed_demo: bool = Field(False, description="seed demo data at start when the database is empty")
 
     @model_validator(mode="after")
     def _refuse_development_secrets_in_production(self) -> Settings:

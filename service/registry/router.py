@@ -10,6 +10,7 @@ from service.core.deps import ANY_ROLE, Actor, RuntimeDep, SessionDep, request_i
 from service.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, problem_responses
 from service.core.identity import Principal, Role
 from service.registry import schemas, service
+from service.registry.models import DataField
 
 router = APIRouter(prefix="/v1", tags=["registry"])
 
@@ -123,7 +124,7 @@ def add_category(
     return schemas.CategoryRead.model_validate(category)
 
 
-def _field_read(field: service.DataField, sensitive: list[str]) -> schemas.FieldRead:
+def _field_read(field: DataField, sensitive: list[str]) -> schemas.FieldRead:
     return schemas.FieldRead(
         name=field.name,
         category=field.category_code,

@@ -10,7 +10,6 @@ import pytest
 from sqlalchemy import func, select
 
 from service.decisions.models import Decision
-
 from tests.support.api import Api
 from tests.support.clock import MutableClock
 
@@ -68,9 +67,17 @@ def test_caller_must_be_a_recipient(world: Api, agreement: str) -> None:
         assert "caller_not_recipient" in codes(decision)
 
 
-def test_suspended_and_draft_agreements_deny(world: Api, agreement: str, clock: MutableClock) -> None:
-    world.ok(world.post(f"/v1/agreements/{agreement}/suspend", "steward", "health-trust",
-                        json={"reason": "incident"}))
+def test_suspended_and_draft_agreements_deny(
+    world: Api, agreement: str, clock: MutableClock
+) -> None:
+    world.ok(
+        world.post(
+            f"/v1/agreements/{agreement}/suspend",
+            "steward",
+            "health-trust",
+            json={"reason": "incident"},
+        )
+    )
     assert "agreement_suspended" in codes(decide(world, agreement))
     draft = world.draft(clock.now())
     assert "agreement_not_active" in codes(decide(world, draft))
@@ -98,7 +105,8 @@ def test_strict_minimisation_denies_unpermitted_fields(world: Api, agreement: st
 
 def test_trim_minimisation_drops_and_reports(world: Api, clock: MutableClock) -> None:
     agreement_id = world.active(
-        clock.now(), legal_basis="public_task",
+        clock.now(),
+        legal_basis="public_task",
         minimisation={"mode": "trim", "min_cohort": 5},
         purposes=[{"purpose": "research", "fields": ["postcode"]}],
     )
@@ -130,12 +138,21 @@ def test_consent_is_required_per_subject(world: Api, agreement: str) -> None:
 
 
 def test_withdrawal_takes_effect_on_the_next_decision(world: Api, agreement: str) -> None:
-    history = world.ok(world.post("/v1/consents/history", "partner", "health-trust",
-                                  json={"subject_id": "subject-1"}))
+    history = world.ok(
+        world.post(
+            "/v1/consents/history", "partner", "health-trust", json={"subject_id": "subject-1"}
+        )
+    )
     consent_id = history["consents"][0]["id"]
     assert decide(world, agreement)["allow"] is True
-    world.ok(world.post(f"/v1/consents/{consent_id}/withdraw", "partner", "health-trust",
-                        json={"reason": "asked"}))
+    world.ok(
+        world.post(
+            f"/v1/consents/{consent_id}/withdraw",
+            "partner",
+            "health-trust",
+            json={"reason": "asked"},
+        )
+    )
     after = decide(world, agreement)
     assert after["allow"] is False
     assert [r["code"] for r in after["subjects"][0]["reasons"]] == ["consent_withdrawn"]
@@ -149,7 +166,9 @@ def test_consent_must_cover_purpose_categories_and_time(
     world.consent(now, "wrong-category", categories=["contact"])
     world.consent(now, "expiring", valid_until=(now + timedelta(hours=1)).isoformat())
     decision = decide(
-        world, agreement, fields=["postcode", "date_of_birth"],
+        world,
+        agreement,
+        fields=["postcode", "date_of_birth"],
         subjects=["wrong-purpose", "wrong-category", "expiring"],
     )
     reasons = [[r["code"] for r in s["reasons"]] for s in decision["subjects"]]
@@ -161,7 +180,9 @@ def test_consent_must_cover_purpose_categories_and_time(
     assert [r["code"] for r in later["subjects"][0]["reasons"]] == ["consent_expired"]
 
 
-def test_consents_of_non_parties_do_not_count(world: Api, agreement: str, clock: MutableClock) -> None:
+def test_consents_of_non_parties_do_not_count(
+    world: Api, agreement: str, clock: MutableClock
+) -> None:
     world.consent(clock.now(), "elsewhere", org="outsider")
     decision = decide(world, agreement, subjects=["elsewhere"])
     assert [r["code"] for r in decision["subjects"][0]["reasons"]] == ["consent_missing"]
@@ -169,24 +190,36 @@ def test_consents_of_non_parties_do_not_count(world: Api, agreement: str, clock:
 
 def test_minors_need_a_guardian(world: Api, agreement: str, clock: MutableClock) -> None:
     missing = world.post(
-        "/v1/consents", "partner", "health-trust",
-        json={"subject_id": "child-1", "purposes": ["research"], "categories": ["contact"],
-              "subject_is_minor": True,
-              "evidence": {"method": "paper_form", "notice_version": "v1",
-                           "collected_at": clock.now().isoformat()}},
+        "/v1/consents",
+        "partner",
+        "health-trust",
+        json={
+            "subject_id": "child-1",
+            "purposes": ["research"],
+            "categories": ["contact"],
+            "subject_is_minor": True,
+            "evidence": {
+                "method": "paper_form",
+                "notice_version": "v1",
+                "collected_at": clock.now().isoformat(),
+            },
+        },
     )
     assert missing.status_code == 422
-    world.consent(clock.now(), "child-2", subject_is_minor=True,
-                  guardian={"guardian_id": "parent-2", "relationship": "mother"})
+    world.consent(
+        clock.now(),
+        "child-2",
+        subject_is_minor=True,
+        guardian={"guardian_id": "parent-2", "relationship": "mother"},
+    )
     assert decide(world, agreement, subjects=["child-2"])["allow"] is True
 
 
-def test_sensitive_fields_need_a_valid_approving_review(
-    world: Api, clock: MutableClock
-) -> None:
+def test_sensitive_fields_need_a_valid_approving_review(world: Api, clock: MutableClock) -> None:
     now = clock.now()
     agreement_id = world.active(
-        now, reviewed=True,
+        now,
+        reviewed=True,
         purposes=[{"purpose": "research", "fields": ["diagnosis_code", "postcode"]}],
     )
     world.consent(now, "patient")
@@ -194,8 +227,9 @@ def test_sensitive_fields_need_a_valid_approving_review(
     assert allowed["allow"] is True
     assert allowed["obligations"]["ethics_conditions"] == ["aggregate outputs only"]
     clock.advance(timedelta(days=366))
-    world_review_expired = decide(world, agreement_id, fields=["diagnosis_code"],
-                                  subjects=["patient"])
+    world_review_expired = decide(
+        world, agreement_id, fields=["diagnosis_code"], subjects=["patient"]
+    )
     assert "ethics_review_not_valid" in codes(world_review_expired)
     clock.advance(timedelta(days=-366))
     world.review(agreement_id, clock.now(), outcome="rejected", conditions=[])
@@ -206,8 +240,12 @@ def test_sensitive_fields_need_a_valid_approving_review(
 
 
 def test_only_partners_ask_for_decisions(world: Api, agreement: str) -> None:
-    body = {"agreement_id": agreement, "purpose": "research", "fields": ["postcode"],
-            "subjects": ["subject-1"]}
+    body = {
+        "agreement_id": agreement,
+        "purpose": "research",
+        "fields": ["postcode"],
+        "subjects": ["subject-1"],
+    }
     for role in ("steward", "auditor", "ethics_reviewer", "admin"):
         assert world.post("/v1/decisions", role, "uni-lab", json=body).status_code == 403
 
@@ -215,14 +253,28 @@ def test_only_partners_ask_for_decisions(world: Api, agreement: str) -> None:
 def test_bad_requests_are_422_and_write_nothing(world: Api, agreement: str) -> None:
     for body in [
         {"agreement_id": agreement, "purpose": "research", "fields": ["postcode"]},
-        {"agreement_id": agreement, "purpose": "research", "fields": ["postcode"],
-         "subjects": ["a"], "aggregate": {"cohort_size": 50}},
+        {
+            "agreement_id": agreement,
+            "purpose": "research",
+            "fields": ["postcode"],
+            "subjects": ["a"],
+            "aggregate": {"cohort_size": 50},
+        },
         {"agreement_id": agreement, "purpose": "research", "fields": [], "subjects": ["a"]},
         {"agreement_id": agreement, "purpose": "Research!", "fields": ["x"], "subjects": ["a"]},
-        {"agreement_id": agreement, "purpose": "research", "fields": ["postcode", "postcode"],
-         "subjects": ["a"]},
-        {"agreement_id": agreement, "purpose": "research", "fields": ["postcode"],
-         "subjects": ["a"], "allow": True},
+        {
+            "agreement_id": agreement,
+            "purpose": "research",
+            "fields": ["postcode", "postcode"],
+            "subjects": ["a"],
+        },
+        {
+            "agreement_id": agreement,
+            "purpose": "research",
+            "fields": ["postcode"],
+            "subjects": ["a"],
+            "allow": True,
+        },
     ]:
         response = world.post("/v1/decisions", "partner", "uni-lab", json=body)
         assert response.status_code == 422, body
@@ -246,21 +298,34 @@ def test_batch_decides_every_subject_in_one_request(
 
 def test_batch_limit_is_enforced(world: Api, agreement: str) -> None:
     limit = world.settings.max_batch_subjects
-    body = {"agreement_id": agreement, "purpose": "research", "fields": ["postcode"],
-            "subjects": [f"s{n}" for n in range(limit + 1)]}
+    body = {
+        "agreement_id": agreement,
+        "purpose": "research",
+        "fields": ["postcode"],
+        "subjects": [f"s{n}" for n in range(limit + 1)],
+    }
     response = world.post("/v1/decisions", "partner", "uni-lab", json=body)
     assert response.status_code == 422
 
 
 def test_idempotency_key_returns_the_same_decision(world: Api, agreement: str) -> None:
-    body = {"agreement_id": agreement, "purpose": "research", "fields": ["postcode"],
-            "subjects": ["subject-1"]}
+    body = {
+        "agreement_id": agreement,
+        "purpose": "research",
+        "fields": ["postcode"],
+        "subjects": ["subject-1"],
+    }
     headers = {"Idempotency-Key": "retry-123"}
     first = world.ok(world.post("/v1/decisions", "partner", "uni-lab", json=body, headers=headers))
     again = world.ok(world.post("/v1/decisions", "partner", "uni-lab", json=body, headers=headers))
     assert again == first
-    changed = world.post("/v1/decisions", "partner", "uni-lab",
-                         json={**body, "fields": ["date_of_birth"]}, headers=headers)
+    changed = world.post(
+        "/v1/decisions",
+        "partner",
+        "uni-lab",
+        json={**body, "fields": ["date_of_birth"]},
+        headers=headers,
+    )
     assert changed.status_code == 409
 
 

@@ -4,13 +4,15 @@ A regorus `Engine` panics when it is used, or even dropped, on a thread other th
 that built it. So evaluations run on a small pool of evaluator threads that this class
 owns: each compiles its own engine once per bundle revision and keeps it, and the engines
 die with their threads. Callers wait with a deadline, which gives the embedded engine a
-real timeout (the late evaluation finishes on its thread; its answer is discarded).
+deadline: a queued evaluation gives up in time, and a running one that overruns is refused
+when it ends (regorus holds the GIL, so it cannot be interrupted; keep policies linear).
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -25,7 +27,6 @@ from service.decisions.engines.base import (
     PolicyTimeout,
     PolicyUndefined,
 )
-
 
 # Per evaluator thread: revision -> compiled engine. Module-level so that it is never
 # garbage-collected from another thread; a thread's entries go when that thread exits.
@@ -90,6 +91,7 @@ class EmbeddedEngine:
         bundle = self._bundle
         assert bundle is not None
         rule = "data." + entrypoint.replace("/", ".")
+        started = time.monotonic()
         try:
             input_json = json.dumps(input_document, separators=(",", ":"))
             future = self._pool.submit(self._evaluate_here, bundle, rule, input_json)
@@ -98,6 +100,10 @@ class EmbeddedEngine:
             raise PolicyTimeout(f"no answer within {self._timeout}s") from exc
         except Exception as exc:
             raise PolicyError(f"evaluation failed: {_first_line(exc)}") from exc
+        # regorus holds the GIL while it evaluates, so the waiter above may only wake once
+        # the evaluation is over: a late answer is refused all the same.
+        if time.monotonic() - started > self._timeout:
+            raise PolicyTimeout(f"no answer within {self._timeout}s")
         if value is None:
             raise PolicyUndefined(f"{rule} is undefined")
         return value

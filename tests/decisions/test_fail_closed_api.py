@@ -1,0 +1,196 @@
+"""Fail closed: whatever goes wrong in evaluation or recording, no allow leaves."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from service.app import create_app
+from service.audit.models import AuditEvent
+from service.core.settings import Settings
+from service.decisions.engines import PolicyError, PolicyTimeout, load_bundle
+from service.decisions.engines.base import DECISION_ENTRYPOINT
+from service.decisions.engines.embedded import EmbeddedEngine
+from service.decisions.models import Decision
+from tests.support.api import Api
+from tests.support.clock import MutableClock
+
+
+class FaultyEngine:
+    """The real embedded engine, with decision evaluations sabotaged on demand."""
+
+    name = "embedded"
+
+    def __init__(self, inner: EmbeddedEngine) -> None:
+        self.inner = inner
+        self.fault: str | None = None
+
+    @property
+    def revision(self) -> str:
+        return self.inner.revision
+
+    def load(self, bundle: Any) -> None:
+        self.inner.load(bundle)
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def evaluate(self, entrypoint: str, input_document: Mapping[str, Any]) -> Any:
+        if entrypoint != DECISION_ENTRYPOINT or self.fault is None:
+            return self.inner.evaluate(entrypoint, input_document)
+        if self.fault == "error":
+            raise PolicyError("engine crashed")
+        if self.fault == "timeout":
+            raise PolicyTimeout("too slow")
+        real = self.inner.evaluate(entrypoint, input_document)
+        return {
+            "not_a_decision": {"allow": True},
+            "allow_string": {**real, "allow": "true"},
+            "allow_without_subjects": {**real, "allow": True, "subjects": []},
+            "reasons_not_list": {**real, "allow": True, "reasons": "none"},
+            "subject_swapped": {
+                **real,
+                "allow": True,
+                "subjects": [{**s, "subject": "ps_other", "allow": True} for s in real["subjects"]],
+            },
+        }[self.fault]
+
+
+@pytest.fixture
+def policy_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "policies"
+    shutil.copytree(Settings().policy_dir, target)
+    return target
+
+
+@pytest.fixture
+def settings(database_url: str, policy_dir: Path) -> Settings:
+    return Settings(
+        environment="test",
+        database_url=database_url,
+        sweep_interval_seconds=0,
+        policy_dir=policy_dir,
+        database_pool_size=5,
+    )
+
+
+@pytest.fixture
+def faulty(settings: Settings) -> FaultyEngine:
+    return FaultyEngine(EmbeddedEngine(load_bundle(settings.policy_dir)))
+
+
+@pytest.fixture
+def app(settings: Settings, clock: MutableClock, faulty: FaultyEngine) -> FastAPI:
+    return create_app(settings, clock=clock, policy=faulty)
+
+
+@pytest.fixture
+def agreement(world: Api, clock: MutableClock) -> str:
+    agreement_id = world.active(clock.now())
+    world.consent(clock.now(), "subject-1")
+    return agreement_id
+
+
+def ask(api: Api, agreement_id: str) -> Any:
+    return api.post(
+        "/v1/decisions",
+        "partner",
+        "uni-lab",
+        json={
+            "agreement_id": agreement_id,
+            "purpose": "research.public_health",
+            "fields": ["postcode"],
+            "subjects": ["subject-1"],
+        },
+    )
+
+
+def counts(api: Api) -> tuple[int, int]:
+    runtime = api.client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.read_sessions() as session:
+        decisions = session.scalar(select(func.count()).select_from(Decision))
+        failed = session.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.action == "decision.failed")
+        )
+    return int(decisions or 0), int(failed or 0)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "error",
+        "timeout",
+        "not_a_decision",
+        "allow_string",
+        "allow_without_subjects",
+        "reasons_not_list",
+        "subject_swapped",
+    ],
+)
+def test_engine_failure_or_nonsense_denies_and_is_recorded(
+    world: Api, agreement: str, faulty: FaultyEngine, fault: str
+) -> None:
+    assert ask(world, agreement).json()["allow"] is True
+    faulty.fault = fault
+    decision = world.ok(ask(world, agreement))
+    assert decision["allow"] is False
+    assert [r["code"] for r in decision["reasons"]] == ["policy_unavailable"]
+    assert decision["subjects"][0]["allow"] is False
+    assert decision["obligations"]["permitted_fields"] == []
+    assert counts(world) == (2, 1)
+    faulty.fault = None
+    assert ask(world, agreement).json()["allow"] is True
+
+
+def test_failure_to_record_means_no_answer(
+    world: Api, agreement: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise OperationalError("INSERT", {}, Exception("disk full"))
+
+    monkeypatch.setattr("service.audit.log.append", refuse)
+    response = ask(world, agreement)
+    assert response.status_code == 503
+    body = response.json()
+    assert "allow" not in body
+    assert "INSERT" not in response.text
+    assert "disk full" not in response.text
+    assert counts(world) == (0, 0)
+
+
+def test_policy_reload_switches_revision_and_refuses_bad_bundles(
+    world: Api, agreement: str, policy_dir: Path
+) -> None:
+    before = world.ok(world.get("/v1/policies", "auditor", "council"))["revision"]
+    assert world.post("/v1/policies/reload", "steward", "uni-lab").status_code == 403
+
+    broken = policy_dir / "accord" / "broken.rego"
+    broken.write_text("package accord.broken\nimport rego.v1\nx if {\n")
+    refused = world.post("/v1/policies/reload", "admin", "accord")
+    assert refused.status_code == 422
+    assert world.ok(world.get("/v1/policies", "auditor", "council"))["revision"] == before
+    assert ask(world, agreement).json()["allow"] is True
+
+    broken.write_text("package accord.extra\nimport rego.v1\nanswer := 42\n")
+    reloaded = world.ok(world.post("/v1/policies/reload", "admin", "accord"))
+    assert reloaded["revision"] != before
+    decision = ask(world, agreement).json()
+    assert (decision["allow"], decision["policy_revision"]) == (True, reloaded["revision"])
+
+    runtime = world.client.app.state.runtime  # type: ignore[attr-defined]
+    with runtime.read_sessions() as session:
+        actions = list(
+            session.scalars(
+                select(AuditEvent.action).where(AuditEvent.resource_type == "policy_bundle")
+            )
+        )
+    assert actions == ["policy.loaded", "policy.rejected", "policy.loaded"]
