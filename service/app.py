@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import threading
-import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from service import __version__
 from service.agreements import service as agreements
@@ -21,8 +19,10 @@ from service.core.clock import Clock, SystemClock
 from service.core.context import Runtime
 from service.core.database import build_engine, session_factory, transaction
 from service.core.deps import Actor
-from service.core.errors import install_error_handlers
+from service.core.errors import TYPE_BASE, install_error_handlers, problem
+from service.core.http import BodyTooLarge, EdgeMiddleware
 from service.core.identity import Principal, Role, TokenVerifier
+from service.core.observability import Metrics
 from service.core.pseudonym import Pseudonymiser
 from service.core.settings import PolicyEngineKind, Settings
 from service.decisions import bundle
@@ -35,8 +35,16 @@ from service.registry.router import router as registry_router
 from service.reviews.router import router as reviews_router
 
 log = logging.getLogger("accord")
+ROUTERS: tuple[APIRouter, ...] = (
+    health_router,
+    registry_router,
+    agreements_router,
+    reviews_router,
+    consents_router,
+    decisions_router,
+    bundle.router,
+)
 SYSTEM = Principal(subject="accord-system", role=Role.ADMIN, organisation_id="accord")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 def build_policy_engine(settings: Settings) -> PolicyEngine:
@@ -66,6 +74,7 @@ def build_runtime(
         pseudonymise=Pseudonymiser(settings.pseudonym_key.get_secret_value().encode()),
         clock=clock or SystemClock(),
         policy=policy or build_policy_engine(settings),
+        metrics=Metrics(),
     )
 
 
@@ -85,30 +94,6 @@ def _sweeper(runtime: Runtime, stop: threading.Event) -> None:
             run_sweep(runtime)
         except Exception:  # the next round retries; a failed round changed nothing
             log.exception("lifecycle sweep failed")
-
-
-class RequestIdMiddleware:
-    """Gives every request an id (the caller's, if well formed) and returns it."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        supplied = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), ""
-        )
-        rid = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
 
 
 def create_app(
@@ -148,15 +133,18 @@ def create_app(
     )
     app.state.runtime = runtime
     install_error_handlers(app)
-    app.add_middleware(RequestIdMiddleware)
-    for router in (
-        health_router,
-        registry_router,
-        agreements_router,
-        reviews_router,
-        consents_router,
-        decisions_router,
-        bundle.router,
-    ):
+
+    @app.exception_handler(BodyTooLarge)
+    async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
+        return problem(request, 413, TYPE_BASE + "too-large", "Request body too large", str(exc))
+
+    app.add_middleware(
+        EdgeMiddleware,
+        metrics=runtime.metrics,
+        max_body_bytes=settings.max_body_bytes,
+        rate_per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+    )
+    for router in ROUTERS:
         app.include_router(router)
     return app

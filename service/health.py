@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -23,6 +24,18 @@ class Readiness(BaseModel):
     database: str
     migrations: str
     policy_revision: str
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (no personal data)",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
+def metrics(runtime: RuntimeDep) -> PlainTextResponse:
+    return PlainTextResponse(
+        generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 @router.get("/healthz", summary="The process is up")

@@ -47,6 +47,7 @@ def settings(database_url: str) -> Settings:
         database_url=database_url,
         sweep_interval_seconds=0,
         database_pool_size=5,
+        rate_limit_per_second=0,
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.clock import Clock
 from service.core.identity import TokenVerifier
+from service.core.observability import Metrics
 from service.core.pseudonym import Pseudonymiser
 from service.core.settings import Settings
 from service.decisions.engines.base import PolicyEngine
@@ -24,4 +25,4 @@ class Runtime:
     pseudonymise: Pseudonymiser
     clock: Clock
     policy: PolicyEngine
-    extras: dict[str, object] = field(default_factory=dict)
+    metrics: Metrics

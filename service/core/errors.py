@@ -166,6 +166,10 @@ def install_error_handlers(app: FastAPI) -> None:
             headers=exc.headers,
         )
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        return problem(request, 400, TYPE_BASE + "too-deep", "Request too deeply nested", None)
+
     @app.exception_handler(OperationalError)
     async def _database_down(request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable: %s", type(exc.orig).__name__)

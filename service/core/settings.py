@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     opa_timeout_seconds: float = Field(2.0, gt=0, description="OPA request timeout")
     policy_timeout_seconds: float = Field(5.0, gt=0, description="deadline for one evaluation")
 
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
+    )
+    rate_limit_per_second: float = Field(
+        200.0, ge=0, description="sustained requests per second per client; 0 disables"
+    )
+    rate_limit_burst: int = Field(400, ge=1, description="requests a client may burst")
+    log_level: str = Field("INFO", description="log level of the JSON logs on stdout")
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"

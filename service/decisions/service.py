@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -155,6 +156,8 @@ def decide(
     subjects = pseudonyms or []
     policy = runtime.policy
     revision = policy.revision
+    metrics = runtime.metrics
+    evaluation_started = time.perf_counter()
     try:
         outcome = checked_result(policy.evaluate(DECISION_ENTRYPOINT, document), subjects)
         action = AuditAction.DECISION_MADE
@@ -162,6 +165,7 @@ def decide(
         log.error("policy evaluation failed: %s", type(exc).__name__)
         outcome = _unavailable(request, subjects)
         action = AuditAction.DECISION_FAILED
+    metrics.policy_seconds.labels(policy.name).observe(time.perf_counter() - evaluation_started)
     obligations = outcome["obligations"]
     decision = Decision(
         id=str(uuid.uuid4()),
@@ -184,6 +188,8 @@ def decide(
         audit_seq=-1,
     )
     denied_subject_reasons = {r["code"] for s in outcome["subjects"] for r in s["reasons"]}
+    reason_codes = sorted({r["code"] for r in outcome["reasons"]} | denied_subject_reasons)
+    append_started = time.perf_counter()
     event = audit.append(
         session,
         actor,
@@ -195,7 +201,7 @@ def decide(
             agreement_id=request.agreement_id,
             agreement_version=decision.agreement_version,
             purpose=request.purpose,
-            reasons=sorted({r["code"] for r in outcome["reasons"]} | denied_subject_reasons),
+            reasons=reason_codes,
             minimisation={
                 "requested": sorted(request.fields),
                 "permitted": obligations["permitted_fields"],
@@ -216,6 +222,11 @@ def decide(
     decision.audit_seq = event.seq
     session.add(decision)
     session.flush()
+    metrics.audit_append_seconds.observe(time.perf_counter() - append_started)
+    metrics.tree_size.set(event.seq + 1)
+    metrics.decisions.labels("allow" if decision.allow else "deny").inc()
+    for code in reason_codes:
+        metrics.decision_reasons.labels(code).inc()
     return decision
 
 
