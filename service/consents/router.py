@@ -101,14 +101,15 @@ def consent_events(
 )
 def withdraw_consent(
     consent_id: ConsentId,
-    body: schemas.Withdrawal,
     session: SessionDep,
     runtime: RuntimeDep,
     principal: Partner,
     rid: RequestId,
+    body: schemas.Withdrawal | None = None,
 ) -> schemas.ConsentRead:
+    reason = body.reason if body is not None else ""
     consent = service.withdraw(
-        session, Actor(principal, rid), consent_id, body.reason, runtime.clock.now()
+        session, Actor(principal, rid), consent_id, reason, runtime.clock.now()
     )
     return _read(consent)
 

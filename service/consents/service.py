@@ -100,6 +100,9 @@ def record(
     now: datetime,
 ) -> Consent:
     _check_codes(session, data.purposes, data.categories)
+    valid_from = as_utc(data.valid_from or now)
+    if data.valid_until is not None and as_utc(data.valid_until) <= valid_from:
+        raise InvalidRequest("valid_until must be after valid_from (which defaults to now)")
     consent = Consent(
         id=str(uuid.uuid4()),
         subject_pseudonym=pseudonymise(data.subject_id),
@@ -107,7 +110,7 @@ def record(
         status=data.status.value,
         purposes=sorted(set(data.purposes)),
         categories=sorted(set(data.categories)),
-        valid_from=as_utc(data.valid_from or now),
+        valid_from=valid_from,
         valid_until=as_utc(data.valid_until) if data.valid_until else None,
         evidence=_evidence(data.evidence),
         subject_is_minor=data.subject_is_minor,

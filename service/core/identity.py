@@ -50,7 +50,18 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._algorithms = list(settings.jwt_algorithms)
-        self._jwks = PyJWKClient(settings.jwt_jwks_url) if settings.jwt_jwks_url else None
+        # A key published in the JWKS works at once (an unknown kid refetches, at most once a
+        # second); a key removed from it stops working within jwt_jwks_cache_seconds.
+        self._jwks = (
+            PyJWKClient(
+                settings.jwt_jwks_url,
+                lifespan=settings.jwt_jwks_cache_seconds,
+                cooldown_duration=1.0,
+                timeout=5,
+            )
+            if settings.jwt_jwks_url
+            else None
+        )
 
     def _key_for(self, token: str, header: dict[str, Any]) -> Any:
         alg = header.get("alg")
@@ -94,6 +105,9 @@ class TokenVerifier:
             raise Unauthenticated("token has expired") from exc
         except jwt.InvalidTokenError as exc:
             raise Unauthenticated(f"invalid token: {_reason(exc)}") from exc
+        except (jwt.PyJWTError, TypeError, ValueError) as exc:
+            # e.g. an algorithm that does not fit the key named by `kid`
+            raise Unauthenticated("token algorithm does not match its key") from exc
         role, organisation = claims.get(role_claim), claims.get(org_claim)
         subject = claims.get("sub")
         if not isinstance(subject, str) or not subject:

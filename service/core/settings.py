@@ -50,6 +50,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="kid -> PEM public key for RS/ES/EdDSA tokens"
     )
     jwt_jwks_url: str | None = Field(None, description="JWKS URL; keys are selected by `kid`")
+    jwt_jwks_cache_seconds: float = Field(
+        60.0, gt=0, description="how long fetched JWKS keys are trusted before refetching"
+    )
     jwt_role_claim: str = Field("role", description="claim holding the caller's role")
     jwt_org_claim: str = Field("org", description="claim holding the caller's organisation id")
     jwt_leeway_seconds: int = Field(30, ge=0, le=300, description="clock skew tolerated")

@@ -17,7 +17,7 @@ from service.core.deps import RoleGuard
 from service.core.identity import Role
 from tests.support.api import Api
 
-PUBLIC = {"/healthz", "/readyz", "/v1/audit/jwks"}
+PUBLIC = {"/healthz", "/readyz", "/metrics", "/v1/audit/jwks"}
 
 
 def _guards(dependant: Dependant) -> list[RoleGuard]:

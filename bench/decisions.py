@@ -1,0 +1,681 @@
+"""Decision-path benchmark (issue 3, "Performance").
+
+    python bench/decisions.py [--database sqlite|postgresql|both] [--duration SECONDS]
+                              [--concurrency 32] [--batch-requests 8] [--json PATH]
+
+For each database, in one run on this machine:
+
+1. a fresh database (SQLite file in a temporary directory; PostgreSQL database
+   `accord_bench_<pid>`, dropped afterwards), migrated and seeded with the demo data
+   (`python -m service migrate`, `seed-demo`), plus 10,000 bench subjects' consents
+   inserted in bulk (every tenth withdrawn);
+2. the real service (`uvicorn service.main:app`, one worker) and a bare FastAPI baseline
+   (`bench/bare_app.py`: same body model, constant answer), each its own process;
+3. a closed-loop load generator (`bench/loadgen.py`, its own process, raw asyncio streams)
+   at `--concurrency` keep-alive connections: warm-up, then `--duration` seconds against
+   each target with single-subject requests rotating over allowed and denied subjects;
+   then `--batch-requests` decisions of 10,000 subjects each, one at a time;
+4. the durability check: rows in `decisions` and `decision.*` events in `audit_events`
+   must both equal the number of successful decision responses;
+5. a table with the targets (single ≥ 0.25x bare throughput with p99 < 25 ms; batch
+   ≥ 25,000 subject-decisions/s), PASS or FAIL for each database.
+
+Servers are stopped, and the PostgreSQL database dropped, on success, error or Ctrl-C.
+Exit status: 0 when every target passes, 1 when one is missed, 2 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import func, insert, select
+
+from service.audit.models import AuditEvent
+from service.consents.models import Consent, ConsentEvent
+from service.core.database import build_engine
+from service.core.identity import Role, mint_token
+from service.core.pseudonym import Pseudonymiser
+from service.core.settings import Settings
+from service.decisions.models import Decision
+
+ROOT = Path(__file__).resolve().parents[1]
+LOADGEN = ROOT / "bench" / "loadgen.py"
+
+PURPOSE = "research.public_health"
+FIELDS = ["diagnosis_code", "date_of_birth", "postcode"]
+PROVIDER = "st-marys-health"
+RECIPIENT = "civic-data-lab"
+WITHDRAWN_EVERY = 10  # every tenth bench subject has withdrawn consent
+
+BATCH_DEADLINE_S = 60.0  # no batch request is started after this
+
+TARGET_RATIO = 0.25
+TARGET_P99_MS = 25.0
+TARGET_BATCH_RATE = 25_000.0
+
+
+@dataclass(frozen=True)
+class Options:
+    databases: list[str]
+    duration: float
+    warmup: float
+    concurrency: int
+    batch_subjects: int
+    batch_requests: int
+    pg_admin: str
+    json_path: Path | None
+
+
+@dataclass
+class Result:
+    database: str
+    url: str
+    batch_subjects: int
+    prepare_s: float = 0.0
+    consents_s: float = 0.0
+    bare: dict[str, Any] = field(default_factory=dict)
+    single: dict[str, Any] = field(default_factory=dict)
+    batch: dict[str, Any] = field(default_factory=dict)
+    successes: int = 0
+    decision_rows: int = 0
+    audit_decision_events: int = 0
+
+    @property
+    def ratio(self) -> float:
+        bare = self.bare["measured"]["rps"]
+        return float(self.single["measured"]["rps"] / bare) if bare else 0.0
+
+    @property
+    def batch_rate(self) -> float:
+        measured = self.batch["measured"]
+        return float(measured["ok"] * self.batch_subjects / measured["elapsed_s"])
+
+    @property
+    def durable(self) -> bool:
+        return self.successes == self.decision_rows == self.audit_decision_events
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        single = self.single["measured"]
+        errors = single["error_count"] + self.batch["measured"]["error_count"]
+        return [
+            (
+                f"single ≥ {TARGET_RATIO}x bare throughput",
+                self.ratio >= TARGET_RATIO,
+                f"{self.ratio:.3f}x",
+            ),
+            (
+                f"single p99 < {TARGET_P99_MS:g} ms",
+                single["p99_ms"] < TARGET_P99_MS,
+                f"{single['p99_ms']:.1f} ms",
+            ),
+            (
+                f"batch ≥ {TARGET_BATCH_RATE:,.0f} subject-decisions/s",
+                self.batch_rate >= TARGET_BATCH_RATE,
+                f"{self.batch_rate:,.0f}/s",
+            ),
+            ("no failed requests", errors == 0, f"{errors} errors"),
+            (
+                "every decision durably recorded",
+                self.durable,
+                f"{self.successes:,} answered, {self.decision_rows:,} rows, "
+                f"{self.audit_decision_events:,} audit events",
+            ),
+        ]
+
+
+# -- processes -----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies over every CPU of the machine."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return float(sum(values) - idle), float(sum(values))
+
+
+class Server:
+    """A uvicorn process; stopped by `stop()` whatever happened."""
+
+    def __init__(self, name: str, app: str, env: dict[str, str], log_path: Path) -> None:
+        self.name = name
+        self.port = free_port()
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, our own interpreter
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--workers",
+                "1",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+        )
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            try:
+                conn.request("GET", "/readyz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                pass
+            finally:
+                conn.close()
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def run_cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+        [sys.executable, "-m", "service", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"`accord {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def run_load(server: Server, spec: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
+    """Run the load generator in its own process against `server`; add CPU figures."""
+    spec_path = workdir / f"load-{server.name}-{time.monotonic_ns()}.json"
+    spec_path.write_text(json.dumps({"host": "127.0.0.1", "port": server.port, **spec}))
+    cpu_before, machine_before = server.cpu_seconds(), machine_cpu()
+    wall_before = time.monotonic()
+    done = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
+        [sys.executable, str(LOADGEN), str(spec_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+    wall = time.monotonic() - wall_before
+    if done.returncode != 0:
+        raise RuntimeError(f"load generator failed:\n{done.stderr}")
+    report: dict[str, Any] = json.loads(done.stdout)
+    busy_after, total_after = machine_cpu()
+    server_cpu = server.cpu_seconds() - cpu_before
+    answered = report["warmup"]["ok"] + report["measured"]["ok"]
+    report["server_cpu_pct"] = 100 * server_cpu / wall
+    report["server_cpu_ms_per_request"] = 1000 * server_cpu / answered if answered else math.nan
+    report["client_cpu_pct"] = 100 * report["client_cpu_s"] / report["client_wall_s"]
+    busy = busy_after - machine_before[0]
+    report["machine_cpu_pct"] = 100 * busy / max(total_after - machine_before[1], 1.0)
+    return report
+
+
+# -- databases -----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(kind: str, workdir: Path, pg_admin: str) -> Iterator[str]:
+    """Yield the SQLAlchemy URL of an empty database; a PostgreSQL one is dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / 'accord-bench.db'}"
+        return
+    name = f"accord_bench_{os.getpid()}"
+    with psycopg.connect(pg_admin, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(pg_admin)
+        user, host = info.get("user", "postgres"), info.get("host", "127.0.0.1")
+        port, password = info.get("port", 5432), info.get("password")
+        auth = f"{user}:{password}" if password else f"{user}"
+        yield f"postgresql+psycopg://{auth}@{host}:{port}/{name}"
+    finally:
+        with psycopg.connect(pg_admin, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bench_subject(n: int) -> str:
+    return f"bench-subject-{n:05d}"
+
+
+def seed_bench_consents(url: str, settings: Settings, count: int) -> None:
+    """Consents of `count` bench subjects held by the provider, inserted in bulk.
+
+    Rows as `consents.service.record` (and `withdraw`) would leave them: the current state
+    plus its `consent_events` history. Their `consent.*` audit events are left out; the
+    benchmark only checks `decision.*` events.
+    """
+    pseudonymise = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
+    now = datetime.now(UTC)
+    valid_from = now - timedelta(days=1)
+    collected_at = valid_from.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    evidence = {"method": "web_form", "notice_version": "2026-03", "collected_at": collected_at}
+    consents: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for n in range(1, count + 1):
+        consent_id = f"00000000-0000-4000-8000-{n:012d}"
+        withdrawn = n % WITHDRAWN_EVERY == 0
+        state = {
+            "status": "given",
+            "purposes": ["research"],
+            "categories": ["contact.address", "health", "identity"],
+            "valid_from": collected_at,
+            "valid_until": None,
+            "evidence": evidence,
+            "subject_is_minor": False,
+            "guardian": None,
+        }
+        consents.append(
+            {
+                "id": consent_id,
+                "subject_pseudonym": pseudonymise(bench_subject(n)),
+                "controller_org": PROVIDER,
+                "status": "withdrawn" if withdrawn else "given",
+                "purposes": state["purposes"],
+                "categories": state["categories"],
+                "valid_from": valid_from,
+                "valid_until": None,
+                "evidence": evidence,
+                "subject_is_minor": False,
+                "guardian": None,
+                "revision": 2 if withdrawn else 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+        history = [("given", state)]
+        if withdrawn:
+            history.append(("withdrawn", {**state, "status": "withdrawn"}))
+        events.extend(
+            {
+                "consent_id": consent_id,
+                "revision": revision,
+                "event_type": event_type,
+                "state": event_state,
+                "actor_subject": f"partner@{PROVIDER}",
+                "actor_org": PROVIDER,
+                "occurred_at": now,
+            }
+            for revision, (event_type, event_state) in enumerate(history, start=1)
+        )
+    engine = build_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(Consent), consents)
+            conn.execute(insert(ConsentEvent), events)
+    finally:
+        engine.dispose()
+
+
+def count_records(url: str) -> tuple[int, int]:
+    """(rows in decisions, decision.* events in audit_events)."""
+    engine = build_engine(url)
+    try:
+        with engine.connect() as conn:
+            decisions = conn.scalar(select(func.count()).select_from(Decision)) or 0
+            events = (
+                conn.scalar(
+                    select(func.count())
+                    .select_from(AuditEvent)
+                    .where(AuditEvent.action.like("decision.%"))
+                )
+                or 0
+            )
+    finally:
+        engine.dispose()
+    return int(decisions), int(events)
+
+
+# -- one database --------------------------------------------------------------------------
+
+
+def request_bodies(agreement_id: str, opts: Options) -> tuple[list[str], str]:
+    """Single-subject bodies (allowed, withdrawn and unknown subjects), and the batch body."""
+    singles = []
+    for i in range(240):
+        if i % 12 == 0:
+            subject = f"unknown-subject-{i:04d}"  # no consent: deny
+        elif i % 12 == 1:
+            subject = f"patient-{(i // 12) % 20 + 1:04d}"  # demo data; patient-0020 withdrew
+        else:
+            subject = bench_subject(i + 1)  # every tenth withdrew
+        singles.append(
+            json.dumps(
+                {
+                    "agreement_id": agreement_id,
+                    "purpose": PURPOSE,
+                    "fields": FIELDS,
+                    "subjects": [subject],
+                }
+            )
+        )
+    batch = json.dumps(
+        {
+            "agreement_id": agreement_id,
+            "purpose": PURPOSE,
+            "fields": FIELDS,
+            "subjects": [bench_subject(n) for n in range(1, opts.batch_subjects + 1)],
+        }
+    )
+    return singles, batch
+
+
+def run_database(kind: str, opts: Options) -> Result:
+    label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[kind]
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accord-bench-")))
+        url = stack.enter_context(fresh_database(kind, workdir, opts.pg_admin))
+        result = Result(label, url, opts.batch_subjects)
+        print(f"\n[{label}] preparing {url}", flush=True)
+        env = {
+            **os.environ,
+            "ACCORD_DATABASE_URL": url,
+            "ACCORD_SWEEP_INTERVAL_SECONDS": "0",
+            "ACCORD_SEED_DEMO": "false",
+        }
+        settings = Settings(database_url=url)
+        started = time.monotonic()
+        run_cli(env, "migrate")
+        seeded = json.loads(run_cli(env, "seed-demo"))
+        agreement_id = seeded["agreements"]["active"]
+        result.prepare_s = time.monotonic() - started
+        started = time.monotonic()
+        seed_bench_consents(url, settings, opts.batch_subjects)
+        result.consents_s = time.monotonic() - started
+        before = count_records(url)
+
+        service = Server("service", "service.main:app", env, workdir / "service.log")
+        stack.callback(service.stop)
+        bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log")
+        stack.callback(bare.stop)
+        service.wait_ready()
+        bare.wait_ready()
+
+        token = mint_token(
+            settings,
+            subject="bench-partner",
+            role=Role.PARTNER,
+            organisation_id=RECIPIENT,
+            ttl_seconds=3600,
+        )
+        singles, batch = request_bodies(agreement_id, opts)
+        timed = {
+            "path": "/v1/decisions",
+            "headers": {"Authorization": f"Bearer {token}"},
+            "bodies": singles,
+            "concurrency": opts.concurrency,
+            "warmup_seconds": opts.warmup,
+            "duration_seconds": opts.duration,
+            "warmup_requests": 0,
+            "requests": 0,
+            "deadline_seconds": 0,
+            "timeout_seconds": 30.0,
+        }
+        limit = opts.warmup + opts.duration + 90
+        print(f"[{label}] bare FastAPI baseline, {opts.duration:g} s", flush=True)
+        result.bare = run_load(bare, timed, workdir, limit)
+        print(f"[{label}] decision endpoint, {opts.duration:g} s", flush=True)
+        result.single = run_load(service, timed, workdir, limit)
+        print(
+            f"[{label}] batch: {opts.batch_requests} x {opts.batch_subjects:,} subjects",
+            flush=True,
+        )
+        counted = {
+            **timed,
+            "bodies": [batch],
+            "concurrency": 1,
+            "duration_seconds": 0,
+            "warmup_requests": 1,
+            "requests": opts.batch_requests,
+            "deadline_seconds": BATCH_DEADLINE_S,
+            "timeout_seconds": 30.0,
+        }
+        result.batch = run_load(service, counted, workdir, BATCH_DEADLINE_S + 90)
+
+        service.stop()
+        after = count_records(url)
+        result.decision_rows = after[0] - before[0]
+        result.audit_decision_events = after[1] - before[1]
+        result.successes = sum(
+            report[phase]["ok"]
+            for report in (result.single, result.batch)
+            for phase in ("warmup", "measured")
+        )
+    return result
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def fmt(value: float, spec: str = ",.1f") -> str:
+    return "n/a" if math.isnan(value) else format(value, spec)
+
+
+def print_database(result: Result, opts: Options) -> None:
+    print(f"\n=== {result.database}: {result.url}")
+    print(
+        f"prepared in {result.prepare_s:.1f} s (migrate + seed-demo), "
+        f"{opts.batch_subjects:,} bench consents in {result.consents_s:.1f} s; "
+        f"{opts.concurrency} connections, {opts.duration:g} s after {opts.warmup:g} s warm-up"
+    )
+    header = (
+        f"{'target':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+        f"{'errors':>8}  {'allow/deny':<13}{'server CPU':>11}{'CPU ms/req':>11}{'client CPU':>11}"
+        f"{'machine':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = [
+        ("bare FastAPI (same body, constant)", result.bare, False),
+        ("POST /v1/decisions, 1 subject", result.single, True),
+        (f"batch, {opts.batch_subjects:,} subjects (seq.)", result.batch, True),
+    ]
+    for name, report, decisions in rows:
+        m = report["measured"]
+        allow = f"{m['allow']}/{m['deny']}" if decisions else "-"
+        print(
+            f"{name:<34}{fmt(m['rps']):>10}{fmt(m['p50_ms']):>9}{fmt(m['p99_ms']):>9}"
+            f"{fmt(m['max_ms']):>9}{m['error_count']:>8}  {allow:<13}"
+            f"{fmt(report['server_cpu_pct'], '.0f') + '%':>11}"
+            f"{fmt(report['server_cpu_ms_per_request'], ',.2f'):>11}"
+            f"{fmt(report['client_cpu_pct'], '.0f') + '%':>11}"
+            f"{fmt(report['machine_cpu_pct'], '.0f') + '%':>9}"
+        )
+        if m["errors"]:
+            print(f"{'':<34}errors: {m['errors']}")
+    b = result.batch["measured"]
+    print(f"ratio decision/bare: {result.ratio:.3f}")
+    print(
+        f"batch: {fmt(result.batch_rate, ',.0f')} subject-decisions/s "
+        f"({b['subject_allow']:,} allowed / {b['subject_deny']:,} denied subjects), "
+        f"p50 of one batch {fmt(b['p50_ms'])} ms"
+    )
+    print(
+        f"durability: {result.successes:,} successful decision responses; "
+        f"{result.decision_rows:,} rows in decisions; "
+        f"{result.audit_decision_events:,} decision.* audit events"
+    )
+    print(
+        "(server and client CPU in % of one core, machine in % of all cores; CPU ms/req is "
+        "the server's CPU time per answered request, the figure least disturbed by other load)"
+    )
+
+
+def print_targets(results: list[Result]) -> bool:
+    names = [name for name, _, _ in results[0].checks()]
+    width = max(len(n) for n in names) + 2
+    table = [
+        [f"{'PASS' if ok else 'FAIL'} ({detail})" for _, ok, detail in result.checks()]
+        for result in results
+    ]
+    widths = [
+        max(len(result.database), *(len(c) for c in column)) + 3
+        for result, column in zip(results, table, strict=True)
+    ]
+    print("\n=== targets")
+    print(
+        f"{'target':<{width}}"
+        + "".join(f"{r.database:<{w}}" for r, w in zip(results, widths, strict=True))
+    )
+    all_pass = all(ok for result in results for _, ok, _ in result.checks())
+    for i, name in enumerate(names):
+        cells = "".join(f"{column[i]:<{w}}" for column, w in zip(table, widths, strict=True))
+        print(f"{name:<{width}}{cells}")
+    print(f"\noverall: {'PASS' if all_pass else 'FAIL'}")
+    return all_pass
+
+
+def parse_args(argv: list[str] | None) -> Options:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per target")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
+    parser.add_argument("--concurrency", type=int, default=32, help="connections")
+    parser.add_argument("--batch-requests", type=int, default=8, help="measured batches")
+    parser.add_argument(
+        "--batch-subjects", type=int, default=10_000, help="subjects per batch (max 10,000)"
+    )
+    parser.add_argument(
+        "--pg-admin",
+        default=os.environ.get(
+            "ACCORD_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="libpq URL of a database to run CREATE/DROP DATABASE from",
+    )
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args(argv)
+    databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
+    return Options(
+        databases=databases,
+        duration=args.duration,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+        batch_subjects=args.batch_subjects,
+        batch_requests=args.batch_requests,
+        pg_admin=args.pg_admin,
+        json_path=args.json,
+    )
+
+
+def _terminate(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStacks: servers stop, databases drop
+
+
+def preflight() -> None:
+    """Say how busy the machine already is: other load distorts every figure."""
+    busy, total = machine_cpu()
+    time.sleep(1.0)
+    busy_after, total_after = machine_cpu()
+    idle_load = 100 * (busy_after - busy) / max(total_after - total, 1.0)
+    cpus = os.cpu_count() or 1
+    print(
+        f"machine: {cpus} CPUs, {idle_load:.0f}% busy before the benchmark, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    if idle_load > 20:
+        print("warning: the machine is busy; the figures below are disturbed by other work")
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C must stop the servers even when SIGINT was inherited as ignored (`cmd &`).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.monotonic()
+    preflight()
+    results = []
+    try:
+        for kind in opts.databases:
+            results.append(run_database(kind, opts))
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 2
+    for result in results:
+        print_database(result, opts)
+    passed = print_targets(results)
+    print(f"total time {time.monotonic() - started:.0f} s")
+    if opts.json_path is not None:
+        opts.json_path.write_text(
+            json.dumps(
+                [
+                    {
+                        **vars(r),
+                        "ratio": r.ratio,
+                        "batch_rate": r.batch_rate,
+                        "checks": r.checks(),
+                    }
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
