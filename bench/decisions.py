@@ -433,7 +433,9 @@ def run_database(kind: str, opts: Options) -> Result:
             **os.environ,
             "ACCORD_DATABASE_URL": url,
             "ACCORD_SWEEP_INTERVAL_SECONDS": "0",
-            "ACCORD_SEED_DEMO": "false",
+            # One token drives all the load: the per-client limiter would measure itself.
+            "ACCORD_RATE_LIMIT_PER_SECOND": "0",
+            "ACCORD_LOG_LEVEL": "WARNING",
         }
         settings = Settings(database_url=url)
         started = time.monotonic()

@@ -29,9 +29,12 @@ from service.decisions import bundle
 from service.decisions.engines import PolicyEngine, load_bundle
 from service.decisions.engines.embedded import EmbeddedEngine
 from service.decisions.router import router as decisions_router
+from service.decisions.writer import DecisionWriter
 from service.health import router as health_router
 from service.registry import service as registry
+from service.registry.gate import OrganisationGate
 from service.registry.router import router as registry_router
+from service.registry.snapshot import TaxonomyCache
 from service.reviews.router import router as reviews_router
 
 log = logging.getLogger("accord")
@@ -65,16 +68,21 @@ def build_runtime(
     settings: Settings, *, clock: Clock | None = None, policy: PolicyEngine | None = None
 ) -> Runtime:
     db = build_engine(settings.database_url, settings.database_pool_size)
+    read_sessions = session_factory(db, read_only=True)
+    sessions = session_factory(db)
     return Runtime(
         settings=settings,
         db=db,
-        sessions=session_factory(db),
-        read_sessions=session_factory(db, read_only=True),
+        sessions=sessions,
+        read_sessions=read_sessions,
         verifier=TokenVerifier(settings),
         pseudonymise=Pseudonymiser(settings.pseudonym_key.get_secret_value().encode()),
         clock=clock or SystemClock(),
         policy=policy or build_policy_engine(settings),
         metrics=Metrics(),
+        organisations=OrganisationGate(read_sessions),
+        taxonomy=TaxonomyCache(read_sessions),
+        decision_writer=DecisionWriter(sessions),
     )
 
 
@@ -122,6 +130,7 @@ def create_app(
             stop.set()
             if sweeper is not None:
                 sweeper.join(timeout=5)
+            runtime.decision_writer.close()
             runtime.policy.close()
             runtime.db.dispose()
 

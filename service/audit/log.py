@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction, Outcome
 from service.audit.canonical import canonical_json, leaf_hash
 from service.audit.models import AuditEvent, AuditEventSubject, AuditHead
 from service.core.clock import iso
-from service.core.deps import Actor
+from service.core.database import Base
+from service.core.identity import Actor
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,23 +74,28 @@ def event_document(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+_COLUMNS = [column.key for column in AuditEvent.__table__.columns]
+
+
+_RESERVE = (
+    update(AuditHead)
+    .where(AuditHead.id == 1)
+    .values(size=AuditHead.size + bindparam("count"))
+    .returning(AuditHead.size)
+)
+_INSERT_EVENT = insert(Base.metadata.tables[AuditEvent.__tablename__])
+_INSERT_SUBJECT = insert(Base.metadata.tables[AuditEventSubject.__tablename__])
+
+
 def _reserve(session: Session, count: int) -> int:
     """Reserve `count` leaf indexes; returns the first."""
-    new_size = session.execute(
-        update(AuditHead)
-        .where(AuditHead.id == 1)
-        .values(size=AuditHead.size + count)
-        .returning(AuditHead.size)
-    ).scalar_one()
+    new_size = session.connection().execute(_RESERVE, {"count": count}).scalar_one()
     return int(new_size) - count
 
 
-def append(session: Session, actor: Actor, record: EventRecord, at: datetime) -> AuditEvent:
-    """Add one event to the log in the current transaction (flushed, not committed)."""
-    seq = _reserve(session, 1)
+def _event(actor: Actor, record: EventRecord, at: datetime) -> AuditEvent:
     principal = actor.principal
-    event = AuditEvent(
-        seq=seq,
+    return AuditEvent(
         event_id=str(uuid.uuid4()),
         occurred_at=iso(at),
         action=record.action.value,
@@ -110,12 +116,31 @@ def append(session: Session, actor: Actor, record: EventRecord, at: datetime) ->
         subjects=list(record.subjects),
         details=dict(record.details),
     )
-    event.leaf_hash = leaf_hash(canonical_json(event_document(event)))
-    session.add(event)
-    session.flush()
-    if record.subjects:
-        session.execute(
-            insert(AuditEventSubject),
-            [{"seq": seq, "pseudonym": p} for p in dict.fromkeys(record.subjects)],
-        )
-    return event
+
+
+def append_many(
+    session: Session, entries: Sequence[tuple[Actor, EventRecord, datetime]]
+) -> list[int]:
+    """Add events to the log in the current transaction, in order; returns their indexes.
+
+    Everything but the sequence numbers is prepared first, so that the head row stays
+    locked only for the hashing and the inserts.
+    """
+    session.flush()  # the caller's pending changes, before the head row is locked
+    events = [_event(actor, record, at) for actor, record, at in entries]
+    first = _reserve(session, len(events))
+    subjects: list[dict[str, Any]] = []
+    for offset, event in enumerate(events):
+        event.seq = first + offset
+        event.leaf_hash = leaf_hash(canonical_json(event_document(event)))
+        subjects.extend({"seq": event.seq, "pseudonym": p} for p in dict.fromkeys(event.subjects))
+    connection = session.connection()
+    connection.execute(_INSERT_EVENT, [{c: getattr(e, c) for c in _COLUMNS} for e in events])
+    if subjects:
+        connection.execute(_INSERT_SUBJECT, subjects)
+    return [event.seq for event in events]
+
+
+def append(session: Session, actor: Actor, record: EventRecord, at: datetime) -> int:
+    """Add one event to the log in the current transaction; returns its leaf index."""
+    return append_many(session, [(actor, record, at)])[0]

@@ -7,7 +7,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from service.audit import log as audit
@@ -217,28 +219,40 @@ def expire_due(session: Session, actor: Actor, now: datetime) -> int:
     return len(due)
 
 
+_CONSENT_COLUMNS = (
+    Consent.id,
+    Consent.subject_pseudonym,
+    Consent.status,
+    Consent.purposes,
+    Consent.categories,
+    Consent.valid_from,
+    Consent.valid_until,
+    Consent.subject_is_minor,
+    Consent.guardian.is_not(None).label("has_guardian"),
+)
+_CONTROLLERS = Consent.controller_org.in_(bindparam("controllers", expanding=True))
+# PostgreSQL takes the whole list as one array parameter; SQLite gets chunks of binds.
+_CONSENTS_PG = select(*_CONSENT_COLUMNS).where(
+    Consent.subject_pseudonym == any_(bindparam("pseudonyms", type_=ARRAY(String))),
+    _CONTROLLERS,
+)
+_CONSENTS = select(*_CONSENT_COLUMNS).where(
+    Consent.subject_pseudonym.in_(bindparam("pseudonyms", expanding=True)), _CONTROLLERS
+)
+
+
 def for_decision(
-    session: Session, pseudonyms: Iterable[str], controllers: Iterable[str]
+    connection: Connection, pseudonyms: Iterable[str], controllers: Iterable[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """Consents of these subjects held by these controllers, as the policy input wants them."""
     wanted = list(dict.fromkeys(pseudonyms))
-    orgs = list(set(controllers))
+    orgs = sorted(set(controllers))
+    postgres = connection.dialect.name == "postgresql"
+    statement, chunk_size = (_CONSENTS_PG, len(wanted) or 1) if postgres else (_CONSENTS, 5000)
     out: dict[str, list[dict[str, Any]]] = {}
-    for start in range(0, len(wanted), 1000):
-        chunk = wanted[start : start + 1000]
-        rows = session.execute(
-            select(
-                Consent.id,
-                Consent.subject_pseudonym,
-                Consent.status,
-                Consent.purposes,
-                Consent.categories,
-                Consent.valid_from,
-                Consent.valid_until,
-                Consent.subject_is_minor,
-                Consent.guardian,
-            ).where(Consent.subject_pseudonym.in_(chunk), Consent.controller_org.in_(orgs))
-        )
+    for start in range(0, len(wanted), chunk_size):
+        chunk = wanted[start : start + chunk_size]
+        rows = connection.execute(statement, {"pseudonyms": chunk, "controllers": orgs})
         for row in rows:
             out.setdefault(row.subject_pseudonym, []).append(
                 {
@@ -249,7 +263,7 @@ def for_decision(
                     "valid_from_ns": to_ns(row.valid_from),
                     "valid_until_ns": to_ns(row.valid_until) if row.valid_until else None,
                     "subject_is_minor": row.subject_is_minor,
-                    "guardian": row.guardian is not None,
+                    "guardian": bool(row.has_guardian),
                 }
             )
     return out

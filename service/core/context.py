@@ -13,6 +13,9 @@ from service.core.observability import Metrics
 from service.core.pseudonym import Pseudonymiser
 from service.core.settings import Settings
 from service.decisions.engines.base import PolicyEngine
+from service.decisions.writer import DecisionWriter
+from service.registry.gate import OrganisationGate
+from service.registry.snapshot import TaxonomyCache
 
 
 @dataclass
@@ -26,3 +29,6 @@ class Runtime:
     clock: Clock
     policy: PolicyEngine
     metrics: Metrics
+    organisations: OrganisationGate
+    taxonomy: TaxonomyCache
+    decision_writer: DecisionWriter

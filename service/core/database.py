@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -78,12 +79,36 @@ def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[
     return sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
 
 
+_SQLITE_WRITERS: dict[int, threading.Lock] = {}
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+def _writer_lock(factory: sessionmaker[Session]) -> threading.Lock | None:
+    """SQLite admits one writer: queue this process's writers on a lock rather than on
+    SQLite's busy handler, which sleeps up to 100 ms between retries. A plain Lock, not an
+    RLock: a request's transaction may end on another worker thread than it began on."""
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine) or bind.dialect.name != "sqlite":
+        return None
+    if bind.get_execution_options().get(READ_ONLY, False):
+        return None
+    with _SQLITE_WRITERS_GUARD:
+        return _SQLITE_WRITERS.setdefault(id(bind.pool), threading.Lock())
+
+
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One transaction: commit when the block succeeds, roll back when it raises."""
-    with factory() as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    lock = _writer_lock(factory)
+    if lock is not None:
+        lock.acquire()
+    try:
+        with factory() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        if lock is not None:
+            lock.release()

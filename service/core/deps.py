@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from service.core.context import Runtime
 from service.core.database import transaction
 from service.core.errors import Forbidden, Unauthenticated
-from service.core.identity import Principal, Role
-from service.registry.models import Organisation
+from service.core.identity import Actor, Principal, Role
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
 
@@ -39,16 +38,18 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="JWT issued for Accord")
 
 
-def get_principal(
+async def get_principal(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
+    """The verified caller; runs on the event loop (no thread hop) unless a lookup is due."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("a bearer token is required")
     principal = runtime.verifier.verify(credentials.credentials)
-    with runtime.read_sessions() as session:
-        organisation = session.get(Organisation, principal.organisation_id)
-    if organisation is None or not organisation.enabled:
+    enabled = runtime.organisations.enabled(principal.organisation_id)
+    if enabled is None:
+        enabled = await run_in_threadpool(runtime.organisations.refresh, principal.organisation_id)
+    if not enabled:
         raise Unauthenticated("the token's organisation is unknown or disabled")
     return principal
 
@@ -59,7 +60,7 @@ class RoleGuard:
     def __init__(self, *allowed: Role) -> None:
         self.allowed = frozenset(allowed)
 
-    def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    async def __call__(self, principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
         if principal.role not in self.allowed:
             raise Forbidden(f"role {principal.role.value} may not use this operation")
         return principal
@@ -71,15 +72,9 @@ def roles(*allowed: Role) -> RoleGuard:
 
 ANY_ROLE = tuple(Role)
 
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """Who is acting, and in which request: what every audit event records."""
-
-    principal: Principal
-    request_id: str | None
+__all__ = ["Actor", "RuntimeDep", "SessionDep", "request_id", "roles"]
 
 
-def request_id(request: Request) -> str | None:
+async def request_id(request: Request) -> str | None:
     value: str | None = getattr(request.state, "request_id", None)
     return value

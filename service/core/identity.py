@@ -36,7 +36,16 @@ class Principal:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who is acting, and in which request: what every audit event records."""
+
+    principal: Principal
+    request_id: str | None
+
+
 _HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
+_CACHE_SIZE = 10_000
 
 
 class TokenVerifier:
@@ -50,6 +59,7 @@ class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._algorithms = list(settings.jwt_algorithms)
+        self._verified: dict[str, tuple[Principal, float]] = {}
         # A key published in the JWKS works at once (an unknown kid refetches, at most once a
         # second); a key removed from it stops working within jwt_jwks_cache_seconds.
         self._jwks = (
@@ -85,6 +95,17 @@ class TokenVerifier:
         raise Unauthenticated("token key id is unknown")
 
     def verify(self, token: str) -> Principal:
+        """The token's principal; verified tokens are remembered until they expire."""
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1]:
+            return cached[0]
+        principal, expires = self._verify(token)
+        if len(self._verified) >= _CACHE_SIZE:
+            self._verified.clear()
+        self._verified[token] = (principal, expires)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, float]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
@@ -116,7 +137,8 @@ class TokenVerifier:
             raise Unauthenticated(f"token has no valid `{role_claim}` claim")
         if not isinstance(organisation, str) or not organisation:
             raise Unauthenticated(f"token has no `{org_claim}` claim")
-        return Principal(subject=subject, role=Role(role), organisation_id=organisation)
+        principal = Principal(subject=subject, role=Role(role), organisation_id=organisation)
+        return principal, float(claims["exp"])
 
 
 def _reason(exc: jwt.InvalidTokenError) -> str:

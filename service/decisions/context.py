@@ -1,45 +1,83 @@
-"""Builds the policy input document: everything the policy needs, nothing it must fetch."""
+"""Builds the policy input document: everything the policy needs, nothing it must fetch.
+
+Read with a handful of Core queries in one read-only transaction: the agreement version
+decisions are made under, its parties, its ethics review in force and the subjects'
+consents; the taxonomy comes from the process's snapshot.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from service.agreements import service as agreements
-from service.agreements.models import Agreement, AgreementVersion
+from service.agreements.models import Agreement, AgreementParty, AgreementVersion
 from service.consents import service as consents
-from service.core.clock import to_ns
+from service.core.clock import iso, to_ns
 from service.core.identity import Principal
-from service.registry import service as registry
-from service.registry import taxonomy
-from service.registry.models import Purpose
-from service.reviews import service as reviews
+from service.registry.snapshot import TaxonomySnapshot
 from service.reviews.models import EthicsReview
 
+_VERSION_COLUMNS = (
+    AgreementVersion.id,
+    AgreementVersion.agreement_id,
+    AgreementVersion.version,
+    AgreementVersion.status,
+    AgreementVersion.valid_from,
+    AgreementVersion.valid_until,
+    AgreementVersion.legal_basis,
+    AgreementVersion.consent_required,
+    AgreementVersion.retention_days,
+    AgreementVersion.minimisation_mode,
+    AgreementVersion.min_cohort,
+    AgreementVersion.pseudonymisation_required,
+    AgreementVersion.jurisdiction,
+    AgreementVersion.purposes,
+)
 
-def version_for_decision(session: Session, agreement_id: str) -> AgreementVersion | None:
-    """The version in force, or else the latest (so that the policy can say why it denies)."""
-    agreement = session.get(Agreement, agreement_id)
-    if agreement is None:
-        return None
-    number = agreement.in_force_version or agreement.latest_version
-    return agreements.get_version(session, agreement_id, number)
+
+@dataclass(frozen=True, slots=True)
+class DecisionContext:
+    document: dict[str, Any]
+    agreement_version: int | None
+    review_audit: dict[str, Any] | None  # the review in force, as the audit log records it
 
 
-def purpose_lineage(session: Session, code: str) -> list[str]:
-    known = set(
-        session.scalars(select(Purpose.code).where(Purpose.code.in_(taxonomy.lineage(code))))
+# Built once: on the hot path, statements are executed on the connection (Core), which
+# skips rebuilding them and the ORM's execution layers.
+_VERSION = (
+    select(*_VERSION_COLUMNS)
+    .join(Agreement, Agreement.id == AgreementVersion.agreement_id)
+    .where(
+        Agreement.id == bindparam("agreement_id"),
+        AgreementVersion.version
+        == func.coalesce(Agreement.in_force_version, Agreement.latest_version),
     )
-    if code not in known:
-        return []
-    return [c for c in taxonomy.lineage(code) if c in known]
+)
+_PARTIES = select(AgreementParty.organisation_id, AgreementParty.role).where(
+    AgreementParty.version_id == bindparam("version_id")
+)
+_REVIEW = (
+    select(
+        EthicsReview.id,
+        EthicsReview.outcome,
+        EthicsReview.conditions,
+        EthicsReview.reference,
+        EthicsReview.valid_from,
+        EthicsReview.valid_until,
+    )
+    .where(EthicsReview.version_id == bindparam("version_id"))
+    .order_by(EthicsReview.ordinal.desc())
+    .limit(1)
+)
 
 
-def build_input(
+def build_context(
     session: Session,
+    snapshot: TaxonomySnapshot,
     *,
     principal: Principal,
     agreement_id: str,
@@ -48,14 +86,49 @@ def build_input(
     pseudonyms: list[str] | None,
     cohort_size: int | None,
     now: datetime,
-) -> tuple[dict[str, Any], AgreementVersion | None, EthicsReview | None]:
-    version = version_for_decision(session, agreement_id)
-    review = reviews.latest_review(session, version.id) if version is not None else None
+) -> DecisionContext:
+    agreement: dict[str, Any] | None = None
+    review_doc = review_audit = None
     consents_by_subject: dict[str, list[dict[str, Any]]] = {}
-    if version is not None and pseudonyms:
-        consents_by_subject = consents.for_decision(
-            session, pseudonyms, agreements.party_orgs(version)
-        )
+    connection = session.connection()
+    version = connection.execute(_VERSION, {"agreement_id": agreement_id}).one_or_none()
+    if version is not None:
+        parties = connection.execute(_PARTIES, {"version_id": version.id}).all()
+        agreement = {
+            "id": version.agreement_id,
+            "version": version.version,
+            "status": version.status,
+            "valid_from_ns": to_ns(version.valid_from),
+            "valid_until_ns": to_ns(version.valid_until),
+            "providers": sorted(o for o, role in parties if role == "provider"),
+            "recipients": sorted(o for o, role in parties if role == "recipient"),
+            "legal_basis": version.legal_basis,
+            "consent_required": version.consent_required,
+            "retention_days": version.retention_days,
+            "minimisation": {"mode": version.minimisation_mode, "min_cohort": version.min_cohort},
+            "pseudonymisation_required": version.pseudonymisation_required,
+            "jurisdiction": version.jurisdiction,
+            "purposes": version.purposes,
+        }
+        review = connection.execute(_REVIEW, {"version_id": version.id}).one_or_none()
+        if review is not None:
+            review_doc = {
+                "id": review.id,
+                "outcome": review.outcome,
+                "conditions": list(review.conditions),
+                "reference": review.reference,
+                "valid_from_ns": to_ns(review.valid_from),
+                "valid_until_ns": to_ns(review.valid_until),
+            }
+            review_audit = {
+                **{k: v for k, v in review_doc.items() if not k.endswith("_ns")},
+                "valid_from": iso(review.valid_from),
+                "valid_until": iso(review.valid_until),
+            }
+        if pseudonyms:
+            consents_by_subject = consents.for_decision(
+                connection, pseudonyms, {o for o, _ in parties}
+            )
     document = {
         "now_ns": to_ns(now),
         "principal": {
@@ -70,11 +143,11 @@ def build_input(
             "subjects": pseudonyms or [],
             "cohort_size": cohort_size,
         },
-        "purpose_lineage": purpose_lineage(session, purpose),
-        "catalogue": registry.catalogue(session, fields),
-        "sensitive_categories": registry.sensitive_categories(session),
-        "agreement": agreements.agreement_document(version) if version is not None else None,
-        "ethics_review": reviews.review_document(review),
+        "purpose_lineage": snapshot.purpose_lineage(purpose),
+        "catalogue": snapshot.catalogue(fields),
+        "sensitive_categories": list(snapshot.sensitive_categories),
+        "agreement": agreement,
+        "ethics_review": review_doc,
         "consents": consents_by_subject,
     }
-    return document, version, review
+    return DecisionContext(document, version.version if version else None, review_audit)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi.concurrency import run_in_threadpool
 
+from service.core.context import Runtime
 from service.core.deps import ANY_ROLE, Actor, RuntimeDep, SessionDep, request_id, roles
-from service.core.errors import Conflict, Forbidden, InvalidRequest, NotFound, problem_responses
+from service.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    Unavailable,
+    problem_responses,
+)
 from service.core.identity import Principal, Role
 from service.decisions import service
-from service.decisions.models import Decision
 from service.decisions.schemas import DecisionInput, DecisionRead, DecisionRequest
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
@@ -21,22 +30,15 @@ Auditor = Annotated[Principal, Depends(roles(Role.AUDITOR, Role.ADMIN))]
 DecisionId = Annotated[str, Path(max_length=36)]
 
 
-def decision_read(decision: Decision) -> DecisionRead:
-    return DecisionRead.model_validate(
-        {
-            "decision_id": decision.id,
-            "allow": decision.allow,
-            "reasons": decision.reasons,
-            "obligations": decision.obligations,
-            "subjects": decision.subject_results,
-            "agreement_id": decision.agreement_id,
-            "agreement_version": decision.agreement_version,
-            "purpose": decision.purpose,
-            "policy_revision": decision.policy_revision,
-            "engine": decision.engine,
-            "decided_at": decision.decided_at,
-            "audit_seq": decision.audit_seq,
-        }
+def _decide(
+    runtime: Runtime, actor: Actor, body: DecisionRequest, idempotency_key: str | None
+) -> Response:
+    return _json(service.decide(runtime, actor, body, idempotency_key))
+
+
+def _json(answer: dict[str, Any]) -> Response:
+    return Response(
+        content=json.dumps(answer, separators=(",", ":")), media_type="application/json"
     )
 
 
@@ -47,31 +49,35 @@ def decision_read(decision: Decision) -> DecisionRead:
         "Evaluated by the Rego bundle in `policies/`; answered only after the decision and its "
         "audit event are committed. A repeated `Idempotency-Key` returns the same decision."
     ),
-    responses=problem_responses(Forbidden, Conflict, InvalidRequest),
+    response_model=DecisionRead,
+    responses=problem_responses(Forbidden, Conflict, InvalidRequest, Unavailable),
 )
-def decide(
+async def decide(
     body: DecisionRequest,
-    session: SessionDep,
     runtime: RuntimeDep,
     principal: Partner,
     rid: Annotated[str | None, Depends(request_id)],
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
-) -> DecisionRead:
+) -> Response:
     if body.subjects is not None and len(body.subjects) > runtime.settings.max_batch_subjects:
         raise InvalidRequest(f"at most {runtime.settings.max_batch_subjects} subjects per request")
-    decision = service.decide(runtime, session, Actor(principal, rid), body, idempotency_key)
-    return decision_read(decision)
+    # One hop to a worker thread for the whole decision (reads, policy, commit, encoding).
+    return await run_in_threadpool(_decide, runtime, Actor(principal, rid), body, idempotency_key)
 
 
 @router.get(
     "/{decision_id}",
     summary="Read a decision back",
+    response_model=DecisionRead,
     responses=problem_responses(Forbidden, NotFound),
 )
-def read_decision(decision_id: DecisionId, session: SessionDep, principal: Reader) -> DecisionRead:
-    return decision_read(service.get(session, principal, decision_id))
+def read_decision(decision_id: DecisionId, session: SessionDep, principal: Reader) -> Response:
+    answer = service.stored_answer(service.get(session, principal, decision_id))
+    return Response(
+        content=json.dumps(answer, separators=(",", ":")), media_type="application/json"
+    )
 
 
 @router.get(

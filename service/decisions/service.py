@@ -1,14 +1,16 @@
 """Deciding an access request: context → policy → durable record → answer.
 
 The context is read in a read-only transaction and the policy evaluated outside any
-transaction, so the write transaction (decision row and audit event) is short. The
-caller only sees the decision after that transaction commits; any failure before then
-means no answer at all, never an allow.
+transaction; the audit event and the decision row are then committed together by the
+decision writer (group commit). This is the one route that does not use the request's
+session: the caller only sees the decision after its write transaction commits; any
+failure before then means no answer at all, never an allow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 import uuid
@@ -20,26 +22,26 @@ from sqlalchemy.orm import Session
 from service.agreements import service as agreements
 from service.audit import log as audit
 from service.audit.actions import AuditAction, Outcome
-from service.audit.canonical import canonical_json
+from service.core.clock import iso
 from service.core.context import Runtime
 from service.core.deps import Actor
 from service.core.errors import Conflict, NotFound
 from service.core.identity import Principal, Role
-from service.decisions.context import build_input
+from service.decisions.context import build_context
 from service.decisions.engines import PolicyError
 from service.decisions.engines.base import DECISION_ENTRYPOINT
 from service.decisions.models import Decision
 from service.decisions.schemas import DecisionRequest
-from service.reviews import service as reviews
 
 log = logging.getLogger("accord.decisions")
 POLICY_UNAVAILABLE = "policy_unavailable"
 
 
 def _fingerprint(request: DecisionRequest, pseudonyms: list[str] | None) -> str:
+    """Identifies a request for idempotency (internal: plain sorted JSON is enough)."""
     body = request.model_dump(mode="json")
     body["subjects"] = pseudonyms
-    return hashlib.sha256(canonical_json(body)).hexdigest()
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def _reasons(value: Any) -> list[dict[str, str]]:
@@ -116,13 +118,27 @@ def _unavailable(request: DecisionRequest, pseudonyms: list[str]) -> dict[str, A
     }
 
 
+def stored_answer(decision: Decision) -> dict[str, Any]:
+    return {
+        "decision_id": decision.id,
+        "allow": decision.allow,
+        "reasons": decision.reasons,
+        "obligations": decision.obligations,
+        "subjects": decision.subject_results,
+        "agreement_id": decision.agreement_id,
+        "agreement_version": decision.agreement_version,
+        "purpose": decision.purpose,
+        "policy_revision": decision.policy_revision,
+        "engine": decision.engine,
+        "decided_at": iso(decision.decided_at),
+        "audit_seq": decision.audit_seq,
+    }
+
+
 def decide(
-    runtime: Runtime,
-    session: Session,
-    actor: Actor,
-    request: DecisionRequest,
-    idempotency_key: str | None,
-) -> Decision:
+    runtime: Runtime, actor: Actor, request: DecisionRequest, idempotency_key: str | None
+) -> dict[str, Any]:
+    """Decide, record durably, and return the answer (as the API sends it)."""
     principal = actor.principal
     pseudonyms = (
         [runtime.pseudonymise(s) for s in request.subjects]
@@ -142,9 +158,10 @@ def decide(
             if previous is not None:
                 if previous.request_fingerprint != fingerprint:
                     raise Conflict("the idempotency key was used for a different request")
-                return previous
-        document, version, review = build_input(
+                return stored_answer(previous)
+        context = build_context(
             reader,
+            runtime.taxonomy.get(reader),
             principal=principal,
             agreement_id=request.agreement_id,
             purpose=request.purpose,
@@ -153,10 +170,10 @@ def decide(
             cohort_size=request.aggregate.cohort_size if request.aggregate else None,
             now=now,
         )
+    document = context.document
     subjects = pseudonyms or []
-    policy = runtime.policy
+    policy, metrics = runtime.policy, runtime.metrics
     revision = policy.revision
-    metrics = runtime.metrics
     evaluation_started = time.perf_counter()
     try:
         outcome = checked_result(policy.evaluate(DECISION_ENTRYPOINT, document), subjects)
@@ -166,68 +183,80 @@ def decide(
         outcome = _unavailable(request, subjects)
         action = AuditAction.DECISION_FAILED
     metrics.policy_seconds.labels(policy.name).observe(time.perf_counter() - evaluation_started)
+
     obligations = outcome["obligations"]
-    decision = Decision(
-        id=str(uuid.uuid4()),
+    kind = document["request"]["kind"]
+    answer: dict[str, Any] = {
+        "decision_id": str(uuid.uuid4()),
+        "allow": outcome["allow"],
+        "reasons": outcome["reasons"],
+        "obligations": obligations,
+        "subjects": outcome["subjects"],
+        "agreement_id": request.agreement_id,
+        "agreement_version": context.agreement_version,
+        "purpose": request.purpose,
+        "policy_revision": revision,
+        "engine": policy.name,
+        "decided_at": iso(now),
+    }
+    reason_codes = sorted(
+        {r["code"] for r in outcome["reasons"]}
+        | {r["code"] for s in outcome["subjects"] for r in s["reasons"]}
+    )
+    allowed = sum(1 for s in outcome["subjects"] if s["allow"])
+    record = audit.EventRecord(
+        action,
+        "decision",
+        answer["decision_id"],
+        outcome=Outcome.ALLOW if answer["allow"] else Outcome.DENY,
         agreement_id=request.agreement_id,
-        agreement_version=version.version if version is not None else None,
+        agreement_version=context.agreement_version,
         purpose=request.purpose,
-        kind=document["request"]["kind"],
-        requester_org=principal.organisation_id,
-        requester_subject=principal.subject,
-        allow=outcome["allow"],
-        reasons=outcome["reasons"],
-        obligations=obligations,
-        subject_results=outcome["subjects"],
+        reasons=reason_codes,
+        minimisation={
+            "requested": sorted(request.fields),
+            "permitted": obligations["permitted_fields"],
+            "dropped": obligations["dropped_fields"],
+        },
+        ethics_review=context.review_audit,
         policy_revision=revision,
-        engine=policy.name,
-        input_document=document,
-        idempotency_key=idempotency_key,
-        request_fingerprint=fingerprint,
-        decided_at=now,
-        audit_seq=-1,
+        subjects=subjects,
+        details={
+            "kind": kind,
+            "subjects_allowed": allowed,
+            "subjects_denied": len(subjects) - allowed,
+            "cohort_size": document["request"]["cohort_size"],
+        },
     )
-    denied_subject_reasons = {r["code"] for s in outcome["subjects"] for r in s["reasons"]}
-    reason_codes = sorted({r["code"] for r in outcome["reasons"]} | denied_subject_reasons)
+    row = {
+        "id": answer["decision_id"],
+        "agreement_id": request.agreement_id,
+        "agreement_version": context.agreement_version,
+        "purpose": request.purpose,
+        "kind": kind,
+        "requester_org": principal.organisation_id,
+        "requester_subject": principal.subject,
+        "allow": answer["allow"],
+        "reasons": outcome["reasons"],
+        "obligations": obligations,
+        "subject_results": outcome["subjects"],
+        "policy_revision": revision,
+        "engine": policy.name,
+        "input_document": document,
+        "idempotency_key": idempotency_key,
+        "request_fingerprint": fingerprint,
+        "decided_at": now,
+    }
+    # Committed (group commit, see writer.py) before the answer is returned.
     append_started = time.perf_counter()
-    event = audit.append(
-        session,
-        actor,
-        audit.EventRecord(
-            action,
-            "decision",
-            decision.id,
-            outcome=Outcome.ALLOW if decision.allow else Outcome.DENY,
-            agreement_id=request.agreement_id,
-            agreement_version=decision.agreement_version,
-            purpose=request.purpose,
-            reasons=reason_codes,
-            minimisation={
-                "requested": sorted(request.fields),
-                "permitted": obligations["permitted_fields"],
-                "dropped": obligations["dropped_fields"],
-            },
-            ethics_review=reviews.review_audit_document(review),
-            policy_revision=revision,
-            subjects=subjects,
-            details={
-                "kind": decision.kind,
-                "subjects_allowed": sum(1 for s in outcome["subjects"] if s["allow"]),
-                "subjects_denied": sum(1 for s in outcome["subjects"] if not s["allow"]),
-                "cohort_size": document["request"]["cohort_size"],
-            },
-        ),
-        now,
-    )
-    decision.audit_seq = event.seq
-    session.add(decision)
-    session.flush()
+    seq = runtime.decision_writer.record(actor, record, row, now)
     metrics.audit_append_seconds.observe(time.perf_counter() - append_started)
-    metrics.tree_size.set(event.seq + 1)
-    metrics.decisions.labels("allow" if decision.allow else "deny").inc()
+    metrics.tree_size.set(seq + 1)
+    metrics.decisions.labels("allow" if answer["allow"] else "deny").inc()
     for code in reason_codes:
         metrics.decision_reasons.labels(code).inc()
-    return decision
+    answer["audit_seq"] = seq
+    return answer
 
 
 def can_read(session: Session, principal: Principal, decision: Decision) -> bool:

@@ -71,6 +71,8 @@ def update_organisation(
     org = service.update_organisation(
         session, Actor(principal, rid), org_id, body, runtime.clock.now()
     )
+    session.commit()  # before forgetting, so that the next lookup sees the change
+    runtime.organisations.forget(org_id)
     return schemas.OrganisationRead.model_validate(org)
 
 
@@ -95,6 +97,8 @@ def add_purpose(
     rid: RequestId,
 ) -> schemas.PurposeRead:
     purpose = service.add_purpose(session, Actor(principal, rid), body, runtime.clock.now())
+    session.commit()
+    runtime.taxonomy.forget()
     return schemas.PurposeRead.model_validate(purpose)
 
 
@@ -121,6 +125,8 @@ def add_category(
     rid: RequestId,
 ) -> schemas.CategoryRead:
     category = service.add_category(session, Actor(principal, rid), body, runtime.clock.now())
+    session.commit()
+    runtime.taxonomy.forget()
     return schemas.CategoryRead.model_validate(category)
 
 
@@ -153,4 +159,6 @@ def add_field(
     rid: RequestId,
 ) -> schemas.FieldRead:
     field = service.add_field(session, Actor(principal, rid), body, runtime.clock.now())
+    session.commit()
+    runtime.taxonomy.forget()
     return _field_read(field, service.sensitive_categories(session))

@@ -157,7 +157,7 @@ def test_failure_to_record_means_no_answer(
     def refuse(*_: Any, **__: Any) -> Any:
         raise OperationalError("INSERT", {}, Exception("disk full"))
 
-    monkeypatch.setattr("service.audit.log.append", refuse)
+    monkeypatch.setattr("service.audit.log.append_many", refuse)
     response = ask(world, agreement)
     assert response.status_code == 503
     body = response.json()

@@ -1,11 +1,13 @@
 """The embedded engine: regorus (Microsoft's Rust Rego interpreter) in-process.
 
 A regorus `Engine` panics when it is used, or even dropped, on a thread other than the one
-that built it. So evaluations run on a small pool of evaluator threads that this class
-owns: each compiles its own engine once per bundle revision and keeps it, and the engines
-die with their threads. Callers wait with a deadline, which gives the embedded engine a
-deadline: a queued evaluation gives up in time, and a running one that overruns is refused
-when it ends (regorus holds the GIL, so it cannot be interrupted; keep policies linear).
+that built it. So every thread that evaluates compiles its own engine, once per bundle
+revision, and keeps it in a thread-local that lives as long as the process: an engine is
+only ever touched, and dropped, by its own thread (when the thread ends, or when a newer
+revision replaces it there).
+
+regorus holds the GIL while it evaluates, so a running evaluation cannot be interrupted: an
+answer that arrives after the deadline is refused (fail closed). Keep policies linear.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import json
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import regorus
@@ -28,9 +28,9 @@ from service.decisions.engines.base import (
     PolicyUndefined,
 )
 
-# Per evaluator thread: revision -> compiled engine. Module-level so that it is never
-# garbage-collected from another thread; a thread's entries go when that thread exits.
+# Per thread: revision -> compiled engine (a few, for processes with several bundles).
 _THREAD_ENGINES = threading.local()
+_ENGINES_PER_THREAD = 4
 
 
 def _compile(bundle: PolicyBundle) -> Any:
@@ -48,9 +48,26 @@ def _compile(bundle: PolicyBundle) -> Any:
     raise BundleRejected(message)
 
 
-def _check(bundle: PolicyBundle) -> None:
-    """Compile on the evaluator thread and drop the engine there."""
-    _compile(bundle)
+def _engine_for(bundle: PolicyBundle) -> Any:
+    engines: dict[str, Any] | None = getattr(_THREAD_ENGINES, "engines", None)
+    if engines is None:
+        engines = _THREAD_ENGINES.engines = {}
+    engine = engines.get(bundle.revision)
+    if engine is None:
+        if len(engines) >= _ENGINES_PER_THREAD:
+            engines.pop(next(iter(engines)))
+        engine = engines[bundle.revision] = _compile(bundle)
+    return engine
+
+
+def _evaluate_here(bundle: PolicyBundle, rule: str, input_document: Mapping[str, Any]) -> Any:
+    engine = _engine_for(bundle)
+    try:
+        engine.set_input_json(json.dumps(input_document, separators=(",", ":")))
+        return engine.eval_rule(rule)
+    finally:
+        # A traceback may travel to another thread; it must not hold the engine.
+        del engine
 
 
 def _first_line(exc: BaseException) -> str:
@@ -61,11 +78,8 @@ def _first_line(exc: BaseException) -> str:
 class EmbeddedEngine:
     name = "embedded"
 
-    def __init__(
-        self, bundle: PolicyBundle, timeout_seconds: float = 5.0, threads: int = 2
-    ) -> None:
+    def __init__(self, bundle: PolicyBundle, timeout_seconds: float = 5.0) -> None:
         self._timeout = timeout_seconds
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rego")
         self._bundle: PolicyBundle | None = None
         self.load(bundle)
 
@@ -75,17 +89,9 @@ class EmbeddedEngine:
         return self._bundle.revision
 
     def load(self, bundle: PolicyBundle) -> None:
-        self._pool.submit(_check, bundle).result(timeout=60)
+        """Compile once to check (on this thread, dropped here); threads compile lazily."""
+        _compile(bundle)
         self._bundle = bundle
-
-    @staticmethod
-    def _evaluate_here(bundle: PolicyBundle, rule: str, input_json: str) -> Any:
-        local = _THREAD_ENGINES
-        if getattr(local, "revision", None) != bundle.revision:
-            local.engine = _compile(bundle)
-            local.revision = bundle.revision
-        local.engine.set_input_json(input_json)
-        return local.engine.eval_rule(rule)
 
     def evaluate(self, entrypoint: str, input_document: Mapping[str, Any]) -> Any:
         bundle = self._bundle
@@ -93,15 +99,11 @@ class EmbeddedEngine:
         rule = "data." + entrypoint.replace("/", ".")
         started = time.monotonic()
         try:
-            input_json = json.dumps(input_document, separators=(",", ":"))
-            future = self._pool.submit(self._evaluate_here, bundle, rule, input_json)
-            value = future.result(timeout=self._timeout)
-        except FutureTimeout as exc:
-            raise PolicyTimeout(f"no answer within {self._timeout}s") from exc
+            value = _evaluate_here(bundle, rule, input_document)
+        except BundleRejected as exc:
+            raise PolicyError(str(exc)) from None
         except Exception as exc:
-            raise PolicyError(f"evaluation failed: {_first_line(exc)}") from exc
-        # regorus holds the GIL while it evaluates, so the waiter above may only wake once
-        # the evaluation is over: a late answer is refused all the same.
+            raise PolicyError(f"evaluation failed: {_first_line(exc)}") from None
         if time.monotonic() - started > self._timeout:
             raise PolicyTimeout(f"no answer within {self._timeout}s")
         if value is None:
@@ -109,4 +111,4 @@ class EmbeddedEngine:
         return value
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Nothing to release: each thread's engines go with the thread."""
