@@ -6,20 +6,25 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from functools import partial
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service import __version__
 from service.agreements import service as agreements
 from service.agreements.router import router as agreements_router
+from service.audit import log as audit
+from service.audit.actions import AuditAction, Outcome
 from service.consents import service as consents
 from service.consents.router import router as consents_router
 from service.core.clock import Clock, SystemClock
 from service.core.context import Runtime
 from service.core.database import build_engine, session_factory, transaction
 from service.core.deps import Actor
-from service.core.errors import TYPE_BASE, install_error_handlers, problem
+from service.core.durability import check_durability
+from service.core.errors import TYPE_BASE, AccordError, install_error_handlers, problem
 from service.core.http import BodyTooLarge, EdgeMiddleware
 from service.core.identity import Principal, Role, TokenVerifier
 from service.core.observability import Metrics
@@ -86,6 +91,34 @@ def build_runtime(
     )
 
 
+async def record_refusal(runtime: Runtime, request: Request, exc: AccordError) -> None:
+    """An authenticated caller was refused (403) or shown nothing (404): audit the attempt."""
+    principal = getattr(request.state, "principal", None)
+    if principal is None:
+        return
+    route = getattr(request.scope.get("route"), "path", request.url.path)[:64]
+    agreement_id = request.path_params.get("agreement_id")
+    record = audit.EventRecord(
+        AuditAction.ACCESS_REFUSED,
+        "route",
+        route,
+        outcome=Outcome.REFUSED,
+        agreement_id=agreement_id[:36] if isinstance(agreement_id, str) else None,
+        reasons=[exc.slug],
+        details={"method": request.method, "status": exc.status},
+    )
+    actor = Actor(principal, getattr(request.state, "request_id", None))
+
+    def write() -> None:
+        for session in transaction(runtime.sessions):
+            audit.append(session, actor, record, runtime.clock.now())
+
+    try:
+        await run_in_threadpool(write)
+    except Exception:  # the refusal stands either way; losing its record is logged
+        log.exception("could not record a refused access")
+
+
 def run_sweep(runtime: Runtime) -> dict[str, int]:
     """Scheduled lifecycle changes: activations, expiries, consent expiry."""
     actor = Actor(SYSTEM, None)
@@ -115,6 +148,11 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            check_durability(runtime.db)
+        except Exception:
+            runtime.db.dispose()
+            raise
         for session in transaction(runtime.sessions):
             registry.ensure_operator(session, settings.operator_org, runtime.clock.now())
             registry.install_default_taxonomy(session)
@@ -141,7 +179,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    install_error_handlers(app)
+    install_error_handlers(app, on_refusal=partial(record_refusal, runtime))
 
     @app.exception_handler(BodyTooLarge)
     async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:

@@ -39,6 +39,7 @@ _bearer = HTTPBearer(auto_error=False, description="JWT issued for Accord")
 
 
 async def get_principal(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -51,6 +52,7 @@ async def get_principal(
         enabled = await run_in_threadpool(runtime.organisations.refresh, principal.organisation_id)
     if not enabled:
         raise Unauthenticated("the token's organisation is unknown or disabled")
+    request.state.principal = principal  # for the record of refused attempts
     return principal
 
 

@@ -16,7 +16,7 @@ policy source, secrets) is ever placed in a problem body.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
@@ -132,9 +132,16 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(str(part) for part in loc)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+RefusalHook = Callable[[Request, AccordError], Awaitable[None]]
+
+
+def install_error_handlers(app: FastAPI, on_refusal: RefusalHook | None = None) -> None:
+    """Render every error as a problem; `on_refusal` hears of each 403 and 404."""
+
     @app.exception_handler(AccordError)
     async def _accord_error(request: Request, exc: AccordError) -> JSONResponse:
+        if on_refusal is not None and exc.status in (403, 404):
+            await on_refusal(request, exc)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return problem(
             request, exc.status, exc.type_uri(), exc.title, exc.detail, exc.extensions, headers

@@ -6,7 +6,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_JWT_SECRET = "accord-development-jwt-secret-change-me"  # noqa: S105
@@ -93,6 +93,14 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"
     )
+
+    @field_validator("signing_key_seed")
+    @classmethod
+    def _seed_is_an_ed25519_seed(cls, value: SecretStr) -> SecretStr:
+        seed = value.get_secret_value()
+        if len(seed) != 64 or any(c not in "0123456789abcdefABCDEF" for c in seed):
+            raise ValueError("ACCORD_SIGNING_KEY_SEED must be 64 hex characters (32 bytes)")
+        return value
 
     @model_validator(mode="after")
     def _refuse_development_secrets_in_production(self) -> Settings:

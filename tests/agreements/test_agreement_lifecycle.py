@@ -280,3 +280,29 @@ def test_sweep_activates_at_valid_from_and_expires_at_valid_until(
     clock.advance(timedelta(days=8))
     assert run_sweep(runtime)["expired"] == 1
     assert world.ok(world.get(path, "steward", "uni-lab"))["status"] == "expired"
+
+
+def test_refused_attempts_on_other_organisations_agreements_are_audited(
+    world: Api, clock: MutableClock, app: object
+) -> None:
+    from sqlalchemy import select
+
+    from service.audit.models import AuditEvent
+
+    agreement_id = world.draft(clock.now())
+    path = world.version_path(agreement_id)
+    assert world.get(f"/v1/agreements/{agreement_id}", "partner", "outsider").status_code == 404
+    assert world.patch(path, "steward", "outsider", json={"title": "x"}).status_code == 404
+    assert world.post(f"{path}/submit", "partner", "uni-lab").status_code == 403
+    runtime = app.state.runtime  # type: ignore[attr-defined]
+    with runtime.read_sessions() as session:
+        refused = session.execute(
+            select(AuditEvent.actor_org, AuditEvent.agreement_id, AuditEvent.details).where(
+                AuditEvent.action == "access.refused"
+            ).order_by(AuditEvent.seq)
+        ).all()
+    assert [(org, aid, d["status"]) for org, aid, d in refused] == [
+        ("outsider", agreement_id, 404),
+        ("outsider", agreement_id, 404),
+        ("uni-lab", agreement_id, 403),
+    ]
