@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy import String, Text, any_, bindparam, select, type_coerce
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -223,8 +224,9 @@ _CONSENT_COLUMNS = (
     Consent.id,
     Consent.subject_pseudonym,
     Consent.status,
-    Consent.purposes,
-    Consent.categories,
+    # Raw JSON text: many consents share the same lists, so each distinct text is decoded once.
+    type_coerce(Consent.purposes, Text).label("purposes"),
+    type_coerce(Consent.categories, Text).label("categories"),
     Consent.valid_from,
     Consent.valid_until,
     Consent.subject_is_minor,
@@ -250,6 +252,14 @@ def for_decision(
     postgres = connection.dialect.name == "postgresql"
     statement, chunk_size = (_CONSENTS_PG, len(wanted) or 1) if postgres else (_CONSENTS, 5000)
     out: dict[str, list[dict[str, Any]]] = {}
+    decoded: dict[str, Any] = {}
+
+    def lists(text: str) -> Any:
+        value = decoded.get(text)
+        if value is None:
+            value = decoded[text] = json.loads(text)
+        return value
+
     for start in range(0, len(wanted), chunk_size):
         chunk = wanted[start : start + chunk_size]
         rows = connection.execute(statement, {"pseudonyms": chunk, "controllers": orgs})
@@ -258,8 +268,8 @@ def for_decision(
                 {
                     "id": row.id,
                     "status": row.status,
-                    "purposes": row.purposes,
-                    "categories": row.categories,
+                    "purposes": lists(row.purposes),
+                    "categories": lists(row.categories),
                     "valid_from_ns": to_ns(row.valid_from),
                     "valid_until_ns": to_ns(row.valid_until) if row.valid_until else None,
                     "subject_is_minor": row.subject_is_minor,

@@ -15,11 +15,13 @@ class SystemClock:
         return datetime.now(UTC)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_NAIVE = datetime(1970, 1, 1)  # SQLite hands back naive UTC times
+
+
 def to_ns(moment: datetime) -> int:
     """Nanoseconds since the epoch, the only time form policies see."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = moment - (_EPOCH_NAIVE if moment.tzinfo is None else _EPOCH)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 

@@ -8,9 +8,11 @@ import hmac
 
 class Pseudonymiser:
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # Keyed once; each pseudonym copies the keyed state (batches of 10,000 subjects).
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def __call__(self, subject_id: str) -> str:
         """HMAC-SHA256 of the subject id under the server key, as hex."""
-        digest = hmac.new(self._key, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
-        return "ps_" + digest
+        mac = self._keyed.copy()
+        mac.update(subject_id.encode("utf-8"))
+        return "ps_" + mac.hexdigest()

@@ -45,6 +45,8 @@ def _fingerprint(request: DecisionRequest, pseudonyms: list[str] | None) -> str:
 
 
 def _reasons(value: Any) -> list[dict[str, str]]:
+    if isinstance(value, list) and not value:
+        return []
     if not isinstance(value, list) or not all(
         isinstance(r, dict) and isinstance(r.get("code"), str) and isinstance(r.get("message"), str)
         for r in value
