@@ -17,6 +17,8 @@ from service.agreements import service as agreements
 from service.agreements.router import router as agreements_router
 from service.audit import log as audit
 from service.audit.actions import AuditAction, Outcome
+from service.audit.router import router as audit_router
+from service.audit.signer import run_tree_head_signer, tree_head_interval
 from service.consents import service as consents
 from service.consents.router import router as consents_router
 from service.core.clock import Clock, SystemClock
@@ -51,6 +53,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     consents_router,
     decisions_router,
     bundle.router,
+    audit_router,
 )
 SYSTEM = Principal(subject="accord-system", role=Role.ADMIN, organisation_id="accord")
 
@@ -162,12 +165,22 @@ def create_app(
         if settings.sweep_interval_seconds > 0:
             sweeper = threading.Thread(target=_sweeper, args=(runtime, stop), daemon=True)
             sweeper.start()
+        signer = None
+        if tree_head_interval(settings) > 0:
+            signer = threading.Thread(
+                target=run_tree_head_signer,
+                args=(runtime, stop),
+                daemon=True,
+                name="audit-tree-heads",
+            )
+            signer.start()
         try:
             yield
         finally:
             stop.set()
-            if sweeper is not None:
-                sweeper.join(timeout=5)
+            for thread in (sweeper, signer):
+                if thread is not None:
+                    thread.join(timeout=5)
             runtime.decision_writer.close()
             runtime.policy.close()
             runtime.db.dispose()

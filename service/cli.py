@@ -8,10 +8,12 @@ from typing import Annotated
 
 import typer
 
+from service.audit.cli import app as audit_cli
 from service.core.identity import Role, mint_token
 from service.core.settings import Settings
 
 app = typer.Typer(help="Accord: data-sharing agreements, consents and policy decisions.")
+app.add_typer(audit_cli, name="audit", help="Verify the audit log, sign tree heads, rotate keys.")
 
 
 @app.command()

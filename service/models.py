@@ -2,6 +2,7 @@
 
 from service.agreements.models import Agreement, AgreementApproval, AgreementParty, AgreementVersion
 from service.audit.models import AuditEvent, AuditEventSubject, AuditHead, TreeHead
+from service.audit.tree_models import AuditBlockTime, AuditSigningKey, AuditSubtree
 from service.consents.models import Consent, ConsentEvent
 from service.core.database import Base
 from service.decisions.models import Decision
@@ -13,9 +14,12 @@ __all__ = [
     "AgreementApproval",
     "AgreementParty",
     "AgreementVersion",
+    "AuditBlockTime",
     "AuditEvent",
     "AuditEventSubject",
     "AuditHead",
+    "AuditSigningKey",
+    "AuditSubtree",
     "Base",
     "Consent",
     "ConsentEvent",

@@ -48,6 +48,7 @@ def settings(database_url: str) -> Settings:
         sweep_interval_seconds=0,
         database_pool_size=5,
         rate_limit_per_second=0,
+        tree_head_interval_seconds=0,
     )
 
 

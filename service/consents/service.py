@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, any_, bindparam, select, type_coerce
+from sqlalchemy import String, Text, any_, bindparam, cast, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -225,8 +225,8 @@ _CONSENT_COLUMNS = (
     Consent.subject_pseudonym,
     Consent.status,
     # Raw JSON text: many consents share the same lists, so each distinct text is decoded once.
-    type_coerce(Consent.purposes, Text).label("purposes"),
-    type_coerce(Consent.categories, Text).label("categories"),
+    cast(Consent.purposes, Text).label("purposes"),
+    cast(Consent.categories, Text).label("categories"),
     Consent.valid_from,
     Consent.valid_until,
     Consent.subject_is_minor,

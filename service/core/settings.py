@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     opa_timeout_seconds: float = Field(2.0, gt=0, description="OPA request timeout")
     policy_timeout_seconds: float = Field(5.0, gt=0, description="deadline for one evaluation")
 
+    tree_head_interval_seconds: float = Field(
+        60.0, ge=0, description="seconds between signed audit tree heads; 0 disables"
+    )
     max_body_bytes: int = Field(
         4 * 1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
