@@ -297,9 +297,9 @@ def test_refused_attempts_on_other_organisations_agreements_are_audited(
     runtime = app.state.runtime  # type: ignore[attr-defined]
     with runtime.read_sessions() as session:
         refused = session.execute(
-            select(AuditEvent.actor_org, AuditEvent.agreement_id, AuditEvent.details).where(
-                AuditEvent.action == "access.refused"
-            ).order_by(AuditEvent.seq)
+            select(AuditEvent.actor_org, AuditEvent.agreement_id, AuditEvent.details)
+            .where(AuditEvent.action == "access.refused")
+            .order_by(AuditEvent.seq)
         ).all()
     assert [(org, aid, d["status"]) for org, aid, d in refused] == [
         ("outsider", agreement_id, 404),
