@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from service.audit import log as audit
 from service.audit.actions import AuditAction
-from service.core.clock import as_utc, iso, to_ns
+from service.core.clock import as_utc, iso
 from service.core.deps import Actor
 from service.reviews.models import EthicsReview
 from service.reviews.schemas import ReviewCreate, ReviewOutcome
@@ -43,20 +43,6 @@ def approves_at(review: EthicsReview | None, now: datetime) -> bool:
     if review is None or review.outcome not in APPROVING:
         return False
     return as_utc(review.valid_from) <= now < as_utc(review.valid_until)
-
-
-def review_document(review: EthicsReview | None) -> dict[str, Any] | None:
-    """The review as policies and audit events see it."""
-    if review is None:
-        return None
-    return {
-        "id": review.id,
-        "outcome": review.outcome,
-        "conditions": list(review.conditions),
-        "reference": review.reference,
-        "valid_from_ns": to_ns(review.valid_from),
-        "valid_until_ns": to_ns(review.valid_until),
-    }
 
 
 def review_audit_document(review: EthicsReview | None) -> dict[str, Any] | None:
