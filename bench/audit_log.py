@@ -38,14 +38,14 @@ from typing import Any
 
 import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import insert
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.agreements.models import Agreement, AgreementParty, AgreementVersion
 from service.app import create_app
 from service.audit import search, signer, tree
 from service.audit.leaves import row_leaf_hash
-from service.audit.models import AuditEvent
+from service.audit.models import AuditEvent, AuditHead
 from service.audit.router import router as audit_router
 from service.audit.verify import verify_log
 from service.core.clock import Clock, SystemClock, iso
@@ -99,18 +99,29 @@ class Runtime:
 
 @dataclass
 class World:
+    """What the generated log refers to, and which part of it `bulk_insert` writes.
+
+    By default the whole log, seq 0 .. events - 1, spread over `days` from START. To extend
+    a live log (`bench/decisions.py --log-events`), `first` is the current size (the rows
+    before it are left alone) and the new events span `span_seconds` from `start`.
+    """
+
     agreements: list[tuple[str, str, str]]  # (id, provider, recipient)
-    events: int
+    events: int  # the log's size after bulk_insert
     days: int
+    first: int = 0  # seq of the first generated event
+    start: datetime = START
+    span_seconds: float | None = None  # default: `days`
 
 
 def events(count: int, world: World, pseudonymise: Pseudonymiser) -> Iterator[dict[str, Any]]:
     """Realistic rows: mostly decisions (a fifth denied), some consent and approval events."""
     rnd = seeded(7)
-    step = world.days * 86_400 / count
-    for seq in range(count):
+    span = world.days * 86_400 if world.span_seconds is None else world.span_seconds
+    step = span / max(count - world.first, 1)
+    for seq in range(world.first, count):
         agreement_id, provider, recipient = rnd.choice(world.agreements)
-        moment = START + timedelta(seconds=seq * step)
+        moment = world.start + timedelta(seconds=(seq - world.first) * step)
         row: dict[str, Any]
         if rnd.random() < 0.9:
             deny = rnd.random() < 0.2
@@ -229,13 +240,61 @@ def build_registry(runtime: Runtime, count: int) -> World:
     return World(agreements, count, 90)
 
 
+def existing_world(url: str, events: int) -> World:
+    """A World that extends the log already in `url` (service stopped) up to `events`.
+
+    The generated events refer to the database's own agreements and parties, follow its
+    last event in seq and in time (spread evenly up to now, so `occurred_at` stays
+    monotonic), and `bulk_insert` continues the seq from the current `audit_head` size.
+    """
+    engine = build_engine(url)
+    try:
+        with engine.connect() as conn:
+            size = int(conn.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0)
+            last = conn.scalar(select(func.max(AuditEvent.occurred_at)))
+            rows = conn.execute(
+                select(AgreementVersion.agreement_id, AgreementParty.role,
+                       AgreementParty.organisation_id)
+                .join(AgreementParty, AgreementParty.version_id == AgreementVersion.id)
+                .order_by(AgreementVersion.agreement_id, AgreementVersion.version)
+            ).all()  # fmt: skip
+    finally:
+        engine.dispose()
+    parties: dict[str, dict[str, str]] = {}
+    for agreement_id, role, organisation in rows:
+        parties.setdefault(agreement_id, {}).setdefault(role, organisation)
+    agreements = [
+        (a, p.get("provider", "accord"), p.get("recipient", "accord"))
+        for a, p in sorted(parties.items())
+    ]
+    if not agreements:
+        raise RuntimeError("the database holds no agreements to refer to")
+    if size >= events:
+        raise RuntimeError(f"the log already holds {size:,} events (asked for {events:,})")
+    now = datetime.now(UTC)
+    start = now if last is None else datetime.fromisoformat(last) + timedelta(microseconds=1)
+    span = max((now - start).total_seconds(), 0.0)
+    return World(agreements, events, 1, first=size, start=start, span_seconds=span)
+
+
 def bulk_insert(url: str, world: World, pseudonymise: Pseudonymiser) -> None:
+    """Append events world.first .. world.events - 1 and set `audit_head` to world.events.
+
+    Raw inserts (executemany in batches of 50,000 on SQLite, COPY on PostgreSQL) in one
+    transaction, each row with its correct leaf hash. The service must not be running:
+    the head is checked to still be `world.first` under the write lock.
+    """
     columns = ", ".join(COLUMNS)
     batch: list[tuple[Any, ...]] = []
     subjects: list[tuple[int, str]] = []
     if url.startswith("sqlite"):
-        lite = sqlite3.connect(url.removeprefix("sqlite:///"))
+        lite = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         lite.execute("PRAGMA synchronous=OFF")  # bench build only
+        lite.execute("BEGIN IMMEDIATE")
+        (size,) = lite.execute("SELECT size FROM audit_head WHERE id = 1").fetchone()
+        if size != world.first:
+            lite.execute("ROLLBACK")
+            raise RuntimeError(f"audit_head is {size}, expected {world.first}")
         marks = ", ".join("?" * len(COLUMNS))
         statement = f"INSERT INTO audit_events ({columns}) VALUES ({marks})"  # noqa: S608
         for event in events(world.events, world, pseudonymise):
@@ -248,12 +307,16 @@ def bulk_insert(url: str, world: World, pseudonymise: Pseudonymiser) -> None:
         lite.executemany(statement, batch)
         lite.executemany("INSERT INTO audit_event_subjects VALUES (?, ?)", subjects)
         lite.execute("UPDATE audit_head SET size = ?", (world.events,))
-        lite.commit()
+        lite.execute("COMMIT")
         lite.execute("ANALYZE")
         lite.close()
         return
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as connection:
         with connection.cursor() as cursor:
+            cursor.execute("SELECT size FROM audit_head WHERE id = 1 FOR UPDATE")
+            row = cursor.fetchone()
+            if row is None or row[0] != world.first:
+                raise RuntimeError(f"audit_head is {row}, expected {world.first}")
             with cursor.copy(f"COPY audit_events ({columns}) FROM STDIN") as copy:
                 for event in events(world.events, world, pseudonymise):
                     copy.write_row(as_stored(event))
@@ -448,7 +511,26 @@ def run(backend: str, url: str, count: int) -> dict[str, Any]:
         print(f"export JSONL (deny only):     {lines:,} events in {seconds:.1f} s "
               f"= {lines / seconds:,.0f} events/s")  # fmt: skip
     engine.dispose()
+    figures["load_average_after"] = round(os.getloadavg()[0], 2)
     return figures
+
+
+def machine_load(when: str) -> None:
+    """Print how busy the machine is (over one second): other load distorts every figure."""
+
+    def cpu() -> tuple[float, float]:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return float(sum(values) - values[3] - values[4]), float(sum(values))
+
+    busy, total = cpu()
+    time.sleep(1.0)
+    busy_after, total_after = cpu()
+    percent = 100 * (busy_after - busy) / max(total_after - total, 1.0)
+    print(
+        f"machine {when}: {os.cpu_count() or 1} CPUs, {percent:.0f}% busy, "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -462,6 +544,7 @@ def main() -> None:
     args = parser.parse_args()
     results = []
     workdir = Path(tempfile.mkdtemp(prefix="accord-bench-"))
+    machine_load("before the benchmark")
     try:
         if args.backend in ("sqlite", "both"):
             results.append(run("sqlite", f"sqlite:///{workdir / 'bench.db'}", args.events))
@@ -479,6 +562,7 @@ def main() -> None:
                 admin.close()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    machine_load("after the benchmark")
     print("\n" + json.dumps(results, indent=2))
 
 

@@ -2,6 +2,7 @@
 
     python bench/decisions.py [--database sqlite|postgresql|both] [--duration SECONDS]
                               [--concurrency 32] [--batch-requests 8] [--json PATH]
+                              [--log-events N]
 
 For each database, in one run on this machine:
 
@@ -20,6 +21,22 @@ For each database, in one run on this machine:
 5. a table with the targets (single ≥ 0.25x bare throughput with p99 < 25 ms; batch
    ≥ 25,000 subject-decisions/s), PASS or FAIL for each database.
 
+With `--log-events N` (issue 4, "Performance"), each database instead measures how the
+decision endpoint holds up as the audit log grows:
+
+1. the same fresh, seeded database and the same two servers;
+2. the bare baseline, then the single-subject load on the small log (the seed's events;
+   the exact `audit_head` size is printed); the service is stopped;
+3. the audit log is bulk-loaded up to N events with `bench/audit_log.py`'s generator and
+   `bulk_insert` (correct leaf hashes, seq continuing from `audit_head`, which ends at N;
+   the database's own agreements; times after the last event), then a tree head is
+   signed (`python -m service audit sign-tree-head`), as the service's 60 s signer would
+   have done while the log grew;
+4. the service is restarted, and the bare baseline and the same single-subject load run
+   again; the service is stopped and `python -m service audit verify` checks the log;
+5. targets: throughput at N ≥ 0.9x that on the small log; no failed requests; every
+   decision durably recorded in both phases; the log verifies (and at what rate).
+
 Servers are stopped, and the PostgreSQL database dropped, on success, error or Ctrl-C.
 Exit status: 0 when every target passes, 1 when one is missed, 2 on error.
 """
@@ -28,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import http.client
 import json
 import math
@@ -38,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +65,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import func, insert, select
 
-from service.audit.models import AuditEvent
+from service.audit.models import AuditEvent, AuditHead
 from service.consents.models import Consent, ConsentEvent
 from service.core.database import build_engine
 from service.core.identity import Role, mint_token
@@ -69,6 +87,8 @@ BATCH_DEADLINE_S = 60.0  # no batch request is started after this
 TARGET_RATIO = 0.25
 TARGET_P99_MS = 25.0
 TARGET_BATCH_RATE = 25_000.0
+TARGET_GROWTH_RATIO = 0.9  # issue 4: throughput at 1M events / at ~1k events
+TARGET_VERIFY_RATE = 100_000.0  # issue 4: verification events/s
 
 
 @dataclass(frozen=True)
@@ -81,6 +101,7 @@ class Options:
     batch_requests: int
     pg_admin: str
     json_path: Path | None
+    log_events: int = 0  # > 0: the log-growth benchmark (--log-events)
 
 
 @dataclass
@@ -136,6 +157,89 @@ class Result:
                 self.durable,
                 f"{self.successes:,} answered, {self.decision_rows:,} rows, "
                 f"{self.audit_decision_events:,} audit events",
+            ),
+        ]
+
+
+@dataclass
+class Phase:
+    """One single-decision load of the log-growth benchmark, with its bare baseline."""
+
+    log_start: int = 0  # audit_head when the decision load started
+    log_end: int = 0  # audit_head after the service stopped
+    bare: dict[str, Any] = field(default_factory=dict)
+    single: dict[str, Any] = field(default_factory=dict)
+    successes: int = 0
+    decision_rows: int = 0
+    audit_decision_events: int = 0
+
+    @property
+    def durable(self) -> bool:
+        return self.successes == self.decision_rows == self.audit_decision_events
+
+
+@dataclass
+class GrowthResult:
+    database: str
+    url: str
+    log_events: int
+    prepare_s: float = 0.0
+    consents_s: float = 0.0
+    small: Phase = field(default_factory=Phase)
+    large: Phase = field(default_factory=Phase)
+    bulk_from: int = 0
+    bulk_s: float = 0.0
+    sign_s: float = 0.0
+    signed_size: int = 0
+    # `audit verify --json` reports (+ "workers", "wall_s"): the CLI's default worker
+    # count (cpus - 1), then every CPU
+    verifications: list[dict[str, Any]] = field(default_factory=list)
+
+    def _measured(self, phase: Phase, key: str, report: str = "single") -> float:
+        return float(getattr(phase, report)["measured"][key])
+
+    def change(self, key: str, report: str = "single") -> float:
+        """Large-log figure / small-log figure."""
+        small = self._measured(self.small, key, report)
+        return self._measured(self.large, key, report) / small if small else math.nan
+
+    @property
+    def ratio(self) -> float:
+        return self.change("rps")
+
+    @property
+    def cpu_change(self) -> float:
+        small = self.small.single["server_cpu_ms_per_request"]
+        return float(self.large.single["server_cpu_ms_per_request"] / small)
+
+    def checks(self) -> list[tuple[str, bool, str]]:
+        errors = sum(p.single["measured"]["error_count"] for p in (self.small, self.large))
+        best = max(self.verifications, key=lambda v: float(v.get("events_per_second", 0)))
+        rate = float(best.get("events_per_second", 0))
+        return [
+            (
+                f"throughput at {self.log_events:,} events ≥ {TARGET_GROWTH_RATIO}x seeded log",
+                self.ratio >= TARGET_GROWTH_RATIO,
+                f"{self.ratio:.3f}x: {self.large.log_start:,} vs {self.small.log_start:,} events",
+            ),
+            ("no failed requests", errors == 0, f"{errors} errors"),
+            (
+                "every decision durably recorded",
+                self.small.durable and self.large.durable,
+                f"{self.small.successes + self.large.successes:,} answered, "
+                f"{self.small.decision_rows + self.large.decision_rows:,} rows, "
+                f"{self.small.audit_decision_events + self.large.audit_decision_events:,} "
+                "audit events",
+            ),
+            (
+                "log verifies after the run",
+                bool(self.verifications) and all(v.get("ok") for v in self.verifications),
+                f"{best.get('events', 0):,} events, {best.get('heads', 0)} heads",
+            ),
+            (
+                f"verification ≥ {TARGET_VERIFY_RATE:,.0f} events/s",
+                rate >= TARGET_VERIFY_RATE,
+                f"{rate:,.0f}/s, --workers {best.get('workers')}",
             ),
         ]
 
@@ -228,7 +332,7 @@ class Server:
         self._log.close()
 
 
-def run_cli(env: dict[str, str], *args: str) -> str:
+def run_cli(env: dict[str, str], *args: str, ok_codes: tuple[int, ...] = (0,)) -> str:
     done = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
         [sys.executable, "-m", "service", *args],
         cwd=ROOT,
@@ -236,9 +340,9 @@ def run_cli(env: dict[str, str], *args: str) -> str:
         capture_output=True,
         text=True,
         check=False,
-        timeout=300,
+        timeout=600,
     )
-    if done.returncode != 0:
+    if done.returncode not in ok_codes:
         raise RuntimeError(f"`accord {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
     return done.stdout
 
@@ -388,6 +492,16 @@ def count_records(url: str) -> tuple[int, int]:
     return int(decisions), int(events)
 
 
+def log_size(url: str) -> int:
+    """The audit log's size as `audit_head` records it."""
+    engine = build_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.scalar(select(AuditHead.size).where(AuditHead.id == 1)) or 0)
+    finally:
+        engine.dispose()
+
+
 # -- one database --------------------------------------------------------------------------
 
 
@@ -508,11 +622,231 @@ def run_database(kind: str, opts: Options) -> Result:
     return result
 
 
+def timed_spec(token: str, singles: list[str], opts: Options) -> dict[str, Any]:
+    return {
+        "path": "/v1/decisions",
+        "headers": {"Authorization": f"Bearer {token}"},
+        "bodies": singles,
+        "concurrency": opts.concurrency,
+        "warmup_seconds": opts.warmup,
+        "duration_seconds": opts.duration,
+        "warmup_requests": 0,
+        "requests": 0,
+        "deadline_seconds": 0,
+        "timeout_seconds": 30.0,
+    }
+
+
+def measure_phase(
+    label: str, tag: str, env: dict[str, str], bare: Server, spec: dict[str, Any],
+    workdir: Path, opts: Options,
+) -> Phase:  # fmt: skip
+    """Start the service, run the bare baseline then the single-decision load, stop it."""
+    url = env["ACCORD_DATABASE_URL"]
+    phase = Phase()
+    before = count_records(url)
+    service = Server("service", "service.main:app", env, workdir / f"service-{tag}.log")
+    limit = opts.warmup + opts.duration + 90
+    try:
+        service.wait_ready()
+        print(f"[{label}] bare FastAPI baseline, {opts.duration:g} s", flush=True)
+        phase.bare = run_load(bare, spec, workdir, limit)
+        phase.log_start = log_size(url)
+        print(
+            f"[{label}] decision endpoint, {opts.duration:g} s, "
+            f"{phase.log_start:,} events in the log",
+            flush=True,
+        )
+        phase.single = run_load(service, spec, workdir, limit)
+    finally:
+        service.stop()
+    phase.log_end = log_size(url)
+    after = count_records(url)
+    phase.decision_rows = after[0] - before[0]
+    phase.audit_decision_events = after[1] - before[1]
+    phase.successes = sum(phase.single[p]["ok"] for p in ("warmup", "measured"))
+    return phase
+
+
+def grow_log(url: str, settings: Settings, events: int) -> int:
+    """Bulk-append audit events until the log holds `events`; returns the size before.
+
+    `bench/audit_log.py`'s generator and `bulk_insert`: correct leaf hashes, seq from the
+    current `audit_head` on, `audit_head` set to `events` in the same transaction.
+    """
+    bench_dir = str(Path(__file__).resolve().parent)
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+    from audit_log import bulk_insert, existing_world
+
+    world = existing_world(url, events)
+    pseudonymise = Pseudonymiser(settings.pseudonym_key.get_secret_value().encode())
+    bulk_insert(url, world, pseudonymise)
+    return world.first
+
+
+def run_growth(kind: str, opts: Options) -> GrowthResult:
+    """The log-growth benchmark (--log-events) on one database."""
+    label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[kind]
+    with contextlib.ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accord-bench-")))
+        url = stack.enter_context(fresh_database(kind, workdir, opts.pg_admin))
+        result = GrowthResult(label, url, opts.log_events)
+        print(f"\n[{label}] preparing {url}", flush=True)
+        env = {
+            **os.environ,
+            "ACCORD_DATABASE_URL": url,
+            "ACCORD_SWEEP_INTERVAL_SECONDS": "0",
+            "ACCORD_RATE_LIMIT_PER_SECOND": "0",
+            "ACCORD_LOG_LEVEL": "WARNING",
+        }
+        settings = Settings(database_url=url)
+        started = time.monotonic()
+        run_cli(env, "migrate")
+        seeded = json.loads(run_cli(env, "seed-demo"))
+        agreement_id = seeded["agreements"]["active"]
+        result.prepare_s = time.monotonic() - started
+        started = time.monotonic()
+        seed_bench_consents(url, settings, opts.batch_subjects)
+        result.consents_s = time.monotonic() - started
+
+        bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log")
+        stack.callback(bare.stop)
+        bare.wait_ready()
+        token = mint_token(
+            settings,
+            subject="bench-partner",
+            role=Role.PARTNER,
+            organisation_id=RECIPIENT,
+            ttl_seconds=3600,
+        )
+        singles, _ = request_bodies(agreement_id, opts)
+        spec = timed_spec(token, singles, opts)
+
+        result.small = measure_phase(f"{label}, small log", "small", env, bare, spec, workdir, opts)
+
+        print(
+            f"[{label}] bulk-loading the audit log from {log_size(url):,} "
+            f"to {opts.log_events:,} events",
+            flush=True,
+        )
+        started = time.monotonic()
+        result.bulk_from = grow_log(url, settings, opts.log_events)
+        result.bulk_s = time.monotonic() - started
+        print(f"[{label}] loaded in {result.bulk_s:.1f} s; signing a tree head", flush=True)
+        started = time.monotonic()
+        head = json.loads(run_cli(env, "audit", "sign-tree-head"))
+        result.sign_s = time.monotonic() - started
+        result.signed_size = int(head["tree_size"])
+
+        result.large = measure_phase(
+            f"{label}, {opts.log_events:,} events", "large", env, bare, spec, workdir, opts
+        )
+
+        cpus = os.cpu_count() or 1
+        for workers in sorted({max(1, cpus - 1), cpus}):  # the CLI's default, every CPU
+            print(f"[{label}] verifying the log, --workers {workers}", flush=True)
+            started = time.monotonic()
+            report = json.loads(
+                run_cli(
+                    env, "audit", "verify", "--json", "--workers", str(workers),
+                    ok_codes=(0, 1),
+                )
+            )  # fmt: skip
+            report.update(workers=workers, wall_s=time.monotonic() - started)
+            result.verifications.append(report)
+    return result
+
+
 # -- report --------------------------------------------------------------------------------
 
 
 def fmt(value: float, spec: str = ",.1f") -> str:
     return "n/a" if math.isnan(value) else format(value, spec)
+
+
+HEADER = (
+    f"{'target':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    f"{'errors':>8}  {'allow/deny':<13}{'server CPU':>11}{'CPU ms/req':>11}{'client CPU':>11}"
+    f"{'machine':>9}"
+)
+
+
+def print_row(name: str, report: dict[str, Any], decisions: bool) -> None:
+    m = report["measured"]
+    allow = f"{m['allow']}/{m['deny']}" if decisions else "-"
+    print(
+        f"{name:<34}{fmt(m['rps']):>10}{fmt(m['p50_ms']):>9}{fmt(m['p99_ms']):>9}"
+        f"{fmt(m['max_ms']):>9}{m['error_count']:>8}  {allow:<13}"
+        f"{fmt(report['server_cpu_pct'], '.0f') + '%':>11}"
+        f"{fmt(report['server_cpu_ms_per_request'], ',.2f'):>11}"
+        f"{fmt(report['client_cpu_pct'], '.0f') + '%':>11}"
+        f"{fmt(report['machine_cpu_pct'], '.0f') + '%':>9}"
+    )
+    if m["errors"]:
+        print(f"{'':<34}errors: {m['errors']}")
+
+
+def print_growth(result: GrowthResult, opts: Options) -> None:
+    small, large = result.small, result.large
+    print(f"\n=== {result.database}: {result.url}")
+    print(
+        f"prepared in {result.prepare_s:.1f} s (migrate + seed-demo), "
+        f"{opts.batch_subjects:,} bench consents in {result.consents_s:.1f} s; "
+        f"{opts.concurrency} connections, {opts.duration:g} s after {opts.warmup:g} s warm-up"
+    )
+    loaded = result.log_events - result.bulk_from
+    print(
+        f"small log: {small.log_start:,} events when the decision load started, "
+        f"{small.log_end:,} after it"
+    )
+    print(
+        f"bulk load: {result.bulk_from:,} -> {result.log_events:,} events ({loaded:,} rows) in "
+        f"{result.bulk_s:.1f} s = {loaded / max(result.bulk_s, 1e-9):,.0f} events/s; "
+        f"tree head of {result.signed_size:,} signed in {result.sign_s:.1f} s"
+    )
+    print(
+        f"large log: {large.log_start:,} events when the decision load started, "
+        f"{large.log_end:,} after it"
+    )
+    print(HEADER)
+    print("-" * len(HEADER))
+    print_row("bare FastAPI, small-log phase", small.bare, False)
+    print_row(f"decision @ {small.log_start:,} events", small.single, True)
+    print_row("bare FastAPI, large-log phase", large.bare, False)
+    print_row(f"decision @ {large.log_start:,} events", large.single, True)
+    print(
+        f"large/small: throughput {result.ratio:.3f}x (target ≥ {TARGET_GROWTH_RATIO}), "
+        f"p50 {result.change('p50_ms'):.2f}x, p99 {result.change('p99_ms'):.2f}x, "
+        f"server CPU ms/req {result.cpu_change:.2f}x; bare baseline throughput "
+        f"{result.change('rps', 'bare'):.3f}x"
+    )
+    bare_change = result.change("rps", "bare")
+    print(
+        f"(throughput ratio relative to the bare baseline's, for drift in other load: "
+        f"{result.ratio / bare_change:.3f}x)"
+    )
+    for v in result.verifications:
+        state = "ok" if v.get("ok") else f"FAILED: {v.get('first')}"
+        print(
+            f"verify after the run (`python -m service audit verify --workers "
+            f"{v['workers']}`): {state}, {v.get('events', 0):,} events, "
+            f"{v.get('heads', 0)} signed heads, {v.get('seconds', 0):.2f} s = "
+            f"{v.get('events_per_second', 0):,} events/s ({v['wall_s']:.1f} s with "
+            "process start)"
+        )
+    print(
+        "durability: "
+        + "; ".join(
+            f"{name} {p.successes:,} answered, {p.decision_rows:,} rows in decisions, "
+            f"{p.audit_decision_events:,} decision.* audit events"
+            for name, p in (("small log", small), ("large log", large))
+        )
+    )
+    print(
+        "(server and client CPU in % of one core, machine in % of all cores; CPU ms/req is "
+        "the server's CPU time per answered request, the figure least disturbed by other load)"
+    )
 
 
 def print_database(result: Result, opts: Options) -> None:
@@ -522,11 +856,7 @@ def print_database(result: Result, opts: Options) -> None:
         f"{opts.batch_subjects:,} bench consents in {result.consents_s:.1f} s; "
         f"{opts.concurrency} connections, {opts.duration:g} s after {opts.warmup:g} s warm-up"
     )
-    header = (
-        f"{'target':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
-        f"{'errors':>8}  {'allow/deny':<13}{'server CPU':>11}{'CPU ms/req':>11}{'client CPU':>11}"
-        f"{'machine':>9}"
-    )
+    header = HEADER
     print(header)
     print("-" * len(header))
     rows = [
@@ -535,18 +865,7 @@ def print_database(result: Result, opts: Options) -> None:
         (f"batch, {opts.batch_subjects:,} subjects (seq.)", result.batch, True),
     ]
     for name, report, decisions in rows:
-        m = report["measured"]
-        allow = f"{m['allow']}/{m['deny']}" if decisions else "-"
-        print(
-            f"{name:<34}{fmt(m['rps']):>10}{fmt(m['p50_ms']):>9}{fmt(m['p99_ms']):>9}"
-            f"{fmt(m['max_ms']):>9}{m['error_count']:>8}  {allow:<13}"
-            f"{fmt(report['server_cpu_pct'], '.0f') + '%':>11}"
-            f"{fmt(report['server_cpu_ms_per_request'], ',.2f'):>11}"
-            f"{fmt(report['client_cpu_pct'], '.0f') + '%':>11}"
-            f"{fmt(report['machine_cpu_pct'], '.0f') + '%':>9}"
-        )
-        if m["errors"]:
-            print(f"{'':<34}errors: {m['errors']}")
+        print_row(name, report, decisions)
     b = result.batch["measured"]
     print(f"ratio decision/bare: {result.ratio:.3f}")
     print(
@@ -565,7 +884,7 @@ def print_database(result: Result, opts: Options) -> None:
     )
 
 
-def print_targets(results: list[Result]) -> bool:
+def print_targets(results: Sequence[Result | GrowthResult]) -> bool:
     names = [name for name, _, _ in results[0].checks()]
     width = max(len(n) for n in names) + 2
     table = [
@@ -607,6 +926,14 @@ def parse_args(argv: list[str] | None) -> Options:
         help="libpq URL of a database to run CREATE/DROP DATABASE from",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument(
+        "--log-events",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: decision throughput on the seeded log vs. after bulk-loading the audit "
+        "log to N events (e.g. 1000000)",
+    )
     args = parser.parse_args(argv)
     databases = ["sqlite", "postgresql"] if args.database == "both" else [args.database]
     return Options(
@@ -618,6 +945,7 @@ def parse_args(argv: list[str] | None) -> Options:
         batch_requests=args.batch_requests,
         pg_admin=args.pg_admin,
         json_path=args.json,
+        log_events=args.log_events,
     )
 
 
@@ -640,6 +968,34 @@ def preflight() -> None:
         print("warning: the machine is busy; the figures below are disturbed by other work")
 
 
+def main_growth(opts: Options, started: float) -> int:
+    results = []
+    try:
+        for kind in opts.databases:
+            results.append(run_growth(kind, opts))
+    except KeyboardInterrupt:
+        print("\ninterrupted; servers stopped", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        print(f"\nbenchmark failed: {exc}", file=sys.stderr)
+        return 2
+    for result in results:
+        print_growth(result, opts)
+    passed = print_targets(results)
+    print(f"total time {time.monotonic() - started:.0f} s")
+    if opts.json_path is not None:
+        opts.json_path.write_text(
+            json.dumps(
+                [
+                    {**dataclasses.asdict(r), "ratio": r.ratio, "checks": r.checks()}
+                    for r in results
+                ],
+                indent=2,
+            )
+        )
+    return 0 if passed else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     opts = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
@@ -647,6 +1003,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
     preflight()
+    if opts.log_events > 0:
+        return main_growth(opts, started)
     results = []
     try:
         for kind in opts.databases:

@@ -21,6 +21,7 @@ from service.audit.router import router as audit_router
 from service.audit.signer import run_tree_head_signer, tree_head_interval
 from service.consents import service as consents
 from service.consents.router import router as consents_router
+from service.core import openapi_problems
 from service.core.clock import Clock, SystemClock
 from service.core.context import Runtime
 from service.core.database import build_engine, session_factory, transaction
@@ -207,4 +208,5 @@ def create_app(
     )
     for router in ROUTERS:
         app.include_router(router)
+    openapi_problems.install(app)
     return app

@@ -5,9 +5,15 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, BeforeValidator, Field, StrictBool, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
+from service.core.schemas import (
+    JsonInt,
+    RequestModel,
+    ResponseModel,
+    UtcDateTime,
+    json_integer,
+)
 from service.registry.schemas import DottedCode, FieldName, Slug
 
 
@@ -42,7 +48,7 @@ class Minimisation(RequestModel):
         MinimisationMode.STRICT,
         description="strict: any unpermitted field denies; trim: drop it and report it",
     )
-    min_cohort: int = Field(10, ge=1, le=1_000_000, description="smallest aggregate release")
+    min_cohort: JsonInt = Field(10, ge=1, le=1_000_000, description="smallest aggregate release")
 
 
 class PurposeFields(RequestModel):
@@ -61,14 +67,14 @@ class AgreementTerms(RequestModel):
     providers: Orgs
     recipients: Orgs
     legal_basis: LegalBasis
-    consent_required: bool | None = Field(
+    consent_required: StrictBool | None = Field(
         None, description="defaults to true when the legal basis is consent"
     )
-    retention_days: int = Field(ge=1, le=36_500)
+    retention_days: JsonInt = Field(ge=1, le=36_500)
     valid_from: AwareDatetime
     valid_until: AwareDatetime
     minimisation: Minimisation = Field(default_factory=Minimisation)
-    pseudonymisation_required: bool = True
+    pseudonymisation_required: StrictBool = True
     jurisdiction: str = Field(min_length=2, max_length=32)
     purposes: Annotated[list[PurposeFields], Field(min_length=1, max_length=50)]
 
@@ -97,12 +103,14 @@ class AgreementAmend(RequestModel):
     providers: Orgs | None = None
     recipients: Orgs | None = None
     legal_basis: LegalBasis | None = None
-    consent_required: bool | None = None
-    retention_days: int | None = Field(None, ge=1, le=36_500)
+    consent_required: StrictBool | None = None
+    retention_days: Annotated[int, Field(ge=1, le=36_500), BeforeValidator(json_integer)] | None = (
+        None
+    )
     valid_from: AwareDatetime | None = None
     valid_until: AwareDatetime | None = None
     minimisation: Minimisation | None = None
-    pseudonymisation_required: bool | None = None
+    pseudonymisation_required: StrictBool | None = None
     jurisdiction: str | None = Field(None, min_length=2, max_length=32)
     purposes: Annotated[list[PurposeFields], Field(min_length=1, max_length=50)] | None = None
 

@@ -13,6 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -236,8 +237,21 @@ def _require(version: AgreementVersion, *allowed: S, action: str) -> None:
     if version.status not in {s.value for s in allowed}:
         raise InvalidTransition(
             f"cannot {action} version {version.version}: it is {version.status}",
-            status=version.status,
+            current_status=version.status,
         )
+
+
+def _merged_terms(version: AgreementVersion, changes: AgreementAmend) -> AgreementTerms:
+    """The version's terms with the changes applied, checked as a whole."""
+    try:
+        return AgreementTerms.model_validate(
+            {**terms_of(version), **changes.model_dump(exclude_unset=True)}
+        )
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'terms'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidRequest(f"the amended terms are invalid: {problems}") from None
 
 
 def edit_draft(
@@ -250,9 +264,7 @@ def edit_draft(
 ) -> AgreementVersion:
     version = _steward_version(session, actor, agreement_id, number)
     _require(version, S.DRAFT, action="edit")
-    terms = AgreementTerms.model_validate(
-        {**terms_of(version), **data.model_dump(exclude_unset=True)}
-    )
+    terms = _merged_terms(version, data)
     if actor.principal.organisation_id not in set(terms.providers) | set(terms.recipients):
         raise Forbidden("a steward cannot remove its own organisation from the parties")
     _validate_terms(session, terms)
@@ -453,9 +465,7 @@ def amend(
     session.refresh(agreement, with_for_update=True)
     latest = _steward_version(session, actor, agreement_id, agreement.latest_version)
     _require(latest, S.ACTIVE, S.SUSPENDED, S.REJECTED, action="amend")
-    terms = AgreementTerms.model_validate(
-        {**terms_of(latest), **data.model_dump(exclude_unset=True)}
-    )
+    terms = _merged_terms(latest, data)
     if actor.principal.organisation_id not in set(terms.providers) | set(terms.recipients):
         raise Forbidden("a steward cannot remove its own organisation from the parties")
     _validate_terms(session, terms)

@@ -11,7 +11,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import StreamingResponse
-from pydantic import AwareDatetime
 
 from service.audit import keys, merkle, schemas, search, signer, tree
 from service.audit.actions import AuditAction, Outcome
@@ -30,6 +29,7 @@ from service.core.errors import (
     problem_responses,
 )
 from service.core.identity import Principal, Role
+from service.core.schemas import Rfc3339
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -52,10 +52,10 @@ class ExportFormat(StrEnum):
 def event_filter(
     runtime: RuntimeDep,
     since: Annotated[
-        AwareDatetime | None, Query(alias="from", description="RFC 3339; events at or after")
+        Rfc3339 | None, Query(alias="from", description="RFC 3339; events at or after")
     ] = None,
     until: Annotated[
-        AwareDatetime | None, Query(alias="to", description="RFC 3339; events before")
+        Rfc3339 | None, Query(alias="to", description="RFC 3339; events before")
     ] = None,
     organisation: Annotated[
         str | None, Query(max_length=64, description="the acting organisation")

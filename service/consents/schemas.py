@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, StrictBool, model_validator
 
 from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 from service.registry.schemas import DottedCode
@@ -48,7 +48,7 @@ class ConsentCreate(RequestModel):
     valid_from: AwareDatetime | None = Field(None, description="defaults to now")
     valid_until: AwareDatetime | None = None
     evidence: Evidence
-    subject_is_minor: bool = False
+    subject_is_minor: StrictBool = False
     guardian: Guardian | None = None
 
     @model_validator(mode="after")

@@ -16,6 +16,7 @@ policy source, secrets) is ever placed in a problem body.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -95,11 +96,7 @@ def problem_responses(*errors: type[AccordError]) -> dict[int | str, dict[str, A
     for error in documented:
         out.setdefault(
             error.status,
-            {
-                "model": Problem,
-                "content": {PROBLEM_MEDIA_TYPE: {}},
-                "description": error.title,
-            },
+            {"model": Problem, "description": error.title},
         )
     return out
 
@@ -135,6 +132,20 @@ def _location(loc: Sequence[Any]) -> str:
 RefusalHook = Callable[[Request, AccordError], Awaitable[None]]
 
 
+def _methods_for(request: Request) -> list[str]:
+    """Every method the API offers on this path, from its OpenAPI description."""
+    paths = request.app.openapi().get("paths", {})
+    path = request.url.path
+    if path in paths:  # a literal path wins over templates, as in routing
+        return sorted(m.upper() for m in paths[path])
+    methods: set[str] = set()
+    for template, operations in paths.items():
+        pattern = "^" + re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, path):
+            methods.update(m.upper() for m in operations)
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI, on_refusal: RefusalHook | None = None) -> None:
     """Render every error as a problem; `on_refusal` hears of each 403 and 404."""
 
@@ -164,13 +175,17 @@ def install_error_handlers(app: FastAPI, on_refusal: RefusalHook | None = None) 
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first matching route only.
+            headers["Allow"] = ", ".join(_methods_for(request))
         return problem(
             request,
             exc.status_code,
             TYPE_BASE + f"http-{exc.status_code}",
             str(exc.detail) if exc.status_code < 500 else "Server error",
             None,
-            headers=exc.headers,
+            headers=headers,
         )
 
     @app.exception_handler(RecursionError)

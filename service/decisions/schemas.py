@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 from pydantic import Field, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
+from service.core.schemas import JsonInt, RequestModel, ResponseModel, UtcDateTime
 from service.registry.schemas import DottedCode, FieldName
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=200)]
 
 
 class Aggregate(RequestModel):
-    cohort_size: int = Field(ge=0, le=1_000_000_000, description="subjects behind the release")
+    cohort_size: JsonInt = Field(ge=0, le=1_000_000_000, description="subjects behind the release")
 
 
 class DecisionRequest(RequestModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, StrictBool
 
 from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
 
@@ -35,7 +35,7 @@ class OrganisationCreate(RequestModel):
 
 class OrganisationUpdate(RequestModel):
     name: str | None = Field(None, min_length=1, max_length=200)
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class OrganisationRead(ResponseModel):
@@ -62,7 +62,7 @@ class PurposeRead(ResponseModel):
 class CategoryCreate(RequestModel):
     code: DottedCode
     label: str = Field(min_length=1, max_length=200)
-    sensitive: bool = Field(False, description="special-category data, or data about minors")
+    sensitive: StrictBool = Field(False, description="special-category data, or data about minors")
 
 
 class CategoryRead(ResponseModel):
@@ -76,7 +76,7 @@ class FieldCreate(RequestModel):
     name: FieldName
     category: DottedCode
     label: str = Field(min_length=1, max_length=200)
-    sensitive: bool = False
+    sensitive: StrictBool = False
 
 
 class FieldRead(ResponseModel):

@@ -50,6 +50,10 @@ def update_organisation(
 ) -> Organisation:
     org = get_organisation(session, org_id)
     changes = data.model_dump(exclude_unset=True, exclude_none=True)
+    if changes.get("enabled") is False and org.sector == schemas.Sector.OPERATOR.value:
+        raise Conflict(
+            "the operator organisation cannot be disabled (its admins would be locked out)"
+        )
     for key, value in changes.items():
         setattr(org, key, value)
     audit.append(
