@@ -260,6 +260,14 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def peak_memory_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan
+
+
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) jiffies over every CPU of the machine."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -369,6 +377,7 @@ def run_load(server: Server, spec: dict[str, Any], workdir: Path, timeout: float
     server_cpu = server.cpu_seconds() - cpu_before
     answered = report["warmup"]["ok"] + report["measured"]["ok"]
     report["server_cpu_pct"] = 100 * server_cpu / wall
+    report["server_peak_mib"] = peak_memory_mib(server.process.pid)
     report["server_cpu_ms_per_request"] = 1000 * server_cpu / answered if answered else math.nan
     report["client_cpu_pct"] = 100 * report["client_cpu_s"] / report["client_wall_s"]
     busy = busy_after - machine_before[0]
@@ -766,9 +775,9 @@ def fmt(value: float, spec: str = ",.1f") -> str:
 
 
 HEADER = (
-    f"{'target':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    f"{'target':<34}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'max ms':>9}"
     f"{'errors':>8}  {'allow/deny':<13}{'server CPU':>11}{'CPU ms/req':>11}{'client CPU':>11}"
-    f"{'machine':>9}"
+    f"{'machine':>9}{'peak MiB':>10}"
 )
 
 
@@ -777,11 +786,13 @@ def print_row(name: str, report: dict[str, Any], decisions: bool) -> None:
     allow = f"{m['allow']}/{m['deny']}" if decisions else "-"
     print(
         f"{name:<34}{fmt(m['rps']):>10}{fmt(m['p50_ms']):>9}{fmt(m['p99_ms']):>9}"
+        f"{fmt(m['p999_ms']):>10}"
         f"{fmt(m['max_ms']):>9}{m['error_count']:>8}  {allow:<13}"
         f"{fmt(report['server_cpu_pct'], '.0f') + '%':>11}"
         f"{fmt(report['server_cpu_ms_per_request'], ',.2f'):>11}"
         f"{fmt(report['client_cpu_pct'], '.0f') + '%':>11}"
         f"{fmt(report['machine_cpu_pct'], '.0f') + '%':>9}"
+        f"{fmt(report['server_peak_mib'], ',.0f'):>10}"
     )
     if m["errors"]:
         print(f"{'':<34}errors: {m['errors']}")

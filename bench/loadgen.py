@@ -79,6 +79,7 @@ class Phase:
             "p50_ms": pct(0.50),
             "p90_ms": pct(0.90),
             "p99_ms": pct(0.99),
+            "p999_ms": pct(0.999),
             "max_ms": ordered[-1] / 1e6 if ordered else float("nan"),
             "mean_ms": sum(ordered) / len(ordered) / 1e6 if ordered else float("nan"),
             "allow": self.allow,
