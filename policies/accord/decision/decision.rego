@@ -8,6 +8,12 @@
 # nanoseconds), the agreement, the ethics review and the consents. Every deny reason is
 # written in the "required condition is not proven" form (`not <condition>`), so a missing
 # or malformed value denies instead of allowing.
+#
+# Cost (see "Performance" in policies/README.md): the allowed path is proven first, with
+# few rules; reasons and their messages are only worked out for what is denied. Every rule
+# evaluated costs about as much as a dozen expressions, so the request-level facts are few
+# and coarse, and the per-subject and per-consent loops read local variables rather than
+# rules and call no functions.
 package accord.decision
 
 import rego.v1
@@ -29,40 +35,79 @@ result := {
 default allow := false
 
 allow if {
-	count(all_reasons) == 0
-	denied_subjects == 0
+	request_ok
+	subjects_ok
 }
 
-reasons := [{"code": code, "message": all_reasons[code]} | some code in sort(object.keys(all_reasons))]
+# Request-level reasons sorted by code (one per code); else the summary of the denied
+# subjects; else none.
+reasons := [{"code": code, "message": request_reasons[code]} | some code in sort(object.keys(request_reasons))] if {
+	not request_ok
+} else := [{"code": "some_subjects_denied", "message": msg}] if {
+	not subjects_ok
+	denied := count([1 | some subject in subjects; subject.allow == false])
+	msg := sprintf("%d of %d subjects were denied", [denied, count(subjects)])
+} else := []
 
-all_reasons := object.union(request_reasons, subject_summary)
-
-default request_ok := false
-
-request_ok if count(request_denials) == 0
+# No request-level reason (request_denials, below, is empty).
+#
+# The first body proves it directly, because that is cheap: the agreement is active and in
+# force, the caller is a recipient, some requested field is permitted (so the purpose is
+# known and permitted), and none of these holds: strict minimisation dropping a field, an
+# aggregate cohort not proven large enough, a sensitive permitted field without an
+# approving review in force. Only when it fails are the reasons worked out, and then they
+# alone decide. Keep the two in step: no request_denials rule may hold when this body
+# does (the Rego tests and the reference model in tests/policies/test_contract.py check
+# that they agree).
+request_ok := true if {
+	agreement.status == "active"
+	agreement.valid_from_ns <= input.now_ns
+	input.now_ns < agreement.valid_until_ns
+	input.principal.organisation in agreement.recipients
+	permitted != set()
+	[1 | dropped != set(); not agreement.minimisation.mode == "trim"] == []
+	[1 | input.request.kind == "aggregate"; not cohort_sufficient] == []
+	[1 | not review_valid; not sensitive_permitted == set()] == []
+} else := count(request_denials) == 0
 
 # ---------------------------------------------------------------------------------------
 # Facts computed once per evaluation
 # ---------------------------------------------------------------------------------------
 
-now := input.now_ns
-
-default agreement_known := false
-
-agreement_known if is_object(input.agreement)
-
-agreement := input.agreement if agreement_known
+# The agreement, when there is one (undefined otherwise).
+agreement := input.agreement if is_object(input.agreement)
 
 # The requested purpose and its ancestors; permitting an ancestor permits the purpose.
-lineage := lib.as_set(object.get(input, "purpose_lineage", []))
+# (An array as a set, anything else as the empty set, as lib.as_set.)
+lineage := {code | codes := input.purpose_lineage; is_array(codes); some code in codes}
 
-requested := lib.as_set(object.get(request, "fields", []))
+# The requested fields listed under any agreement purpose that is the requested purpose
+# or one of its ancestors; the other requested fields are dropped. (A request whose fields
+# are not an array requests nothing.)
+permitted := {field |
+	fields := input.request.fields
+	is_array(fields)
+	some entry in agreement.purposes
+	entry.purpose in lineage
+	some field in entry.fields
+	field in fields
+}
 
-request := object.get(input, "request", {})
+dropped := {field |
+	fields := input.request.fields
+	is_array(fields)
+	some field in fields
+	not permitted[field]
+}
 
-catalogue := object.get(input, "catalogue", {})
+sensitive_permitted := lib.sensitive_fields(
+	object.get(input, "catalogue", {}),
+	object.get(input, "sensitive_categories", []),
+	permitted,
+)
 
-sensitive_categories := lib.as_set(object.get(input, "sensitive_categories", []))
+# The category codes of each permitted field (own category plus ancestors).
+permitted_categories := lib.categories_of(object.get(input, "catalogue", {}), permitted)
 
 default purpose_permitted := false
 
@@ -71,31 +116,27 @@ purpose_permitted if {
 	entry.purpose in lineage
 }
 
-# Every field any agreement purpose covering the requested purpose lets flow.
-agreement_fields := {field |
-	some entry in agreement.purposes
-	entry.purpose in lineage
-	some field in entry.fields
-}
-
-permitted := requested & agreement_fields
-
-dropped := requested - permitted
-
 default strict := true
 
 strict := false if agreement.minimisation.mode == "trim"
 
-sensitive_permitted := {field |
-	some field in permitted
-	lib.sensitive_field(catalogue, sensitive_categories, field)
+default cohort_sufficient := false
+
+cohort_sufficient if {
+	is_number(input.request.cohort_size)
+	input.request.cohort_size >= agreement.minimisation.min_cohort
 }
 
-# The category codes of each permitted field (own category plus ancestors).
-permitted_categories := [lib.field_categories(catalogue, field) | some field in permitted]
+# An approving ethics review in force at now_ns.
+review_valid if {
+	input.ethics_review.outcome in {"approved", "approved_with_conditions"}
+	input.ethics_review.valid_from_ns <= input.now_ns
+	input.now_ns < input.ethics_review.valid_until_ns
+}
 
 # ---------------------------------------------------------------------------------------
-# Request-level reasons: a set of {"code", "message"}, at most one per code
+# Request-level reasons: a set of {"code", "message"}, at most one per code. Only
+# evaluated for a request that request_ok's first body does not let through.
 # ---------------------------------------------------------------------------------------
 
 # code -> message
@@ -103,7 +144,7 @@ request_reasons := {denial.code: denial.message | some denial in request_denials
 
 # Agreement in force.
 request_denials contains {"code": "agreement_not_found", "message": "No agreement was found for this request"} if {
-	not agreement_known
+	not agreement
 }
 
 request_denials contains {"code": "agreement_suspended", "message": "The agreement is suspended"} if {
@@ -111,24 +152,24 @@ request_denials contains {"code": "agreement_suspended", "message": "The agreeme
 }
 
 request_denials contains {"code": "agreement_not_active", "message": msg} if {
-	agreement_known
+	agreement
 	not agreement.status in {"active", "suspended"}
 	msg := sprintf("The agreement is not active (status: %s)", [label(object.get(agreement, "status", null))])
 }
 
 request_denials contains {"code": "agreement_not_yet_valid", "message": "The agreement is not yet valid"} if {
-	agreement_known
-	not agreement.valid_from_ns <= now
+	agreement
+	not agreement.valid_from_ns <= input.now_ns
 }
 
 request_denials contains {"code": "agreement_expired", "message": "The agreement validity period has ended"} if {
-	agreement_known
-	not now < agreement.valid_until_ns
+	agreement
+	not input.now_ns < agreement.valid_until_ns
 }
 
 # Caller.
 request_denials contains {"code": "caller_not_recipient", "message": msg} if {
-	agreement_known
+	agreement
 	not input.principal.organisation in agreement.recipients
 	msg := sprintf(
 		"Organisation %s is not a recipient under this agreement",
@@ -139,14 +180,14 @@ request_denials contains {"code": "caller_not_recipient", "message": msg} if {
 # Purpose.
 request_denials contains {"code": "purpose_unknown", "message": msg} if {
 	count(lineage) == 0
-	msg := sprintf("Purpose %s is not in the purpose taxonomy", [label(object.get(request, "purpose", null))])
+	msg := sprintf("Purpose %s is not in the purpose taxonomy", [label(object.get(object.get(input, "request", {}), "purpose", null))])
 }
 
 request_denials contains {"code": "purpose_not_permitted", "message": msg} if {
-	agreement_known
+	agreement
 	count(lineage) > 0
 	not purpose_permitted
-	msg := sprintf("Purpose %s is not permitted by the agreement", [label(object.get(request, "purpose", null))])
+	msg := sprintf("Purpose %s is not permitted by the agreement", [label(object.get(object.get(input, "request", {}), "purpose", null))])
 }
 
 # Minimisation. Only judged once the purpose is permitted (otherwise purpose_not_permitted
@@ -170,17 +211,17 @@ strict_dropped if {
 }
 
 request_denials contains {"code": "cohort_below_minimum", "message": cohort_problem} if {
-	agreement_known
-	request.kind == "aggregate"
+	agreement
+	input.request.kind == "aggregate"
 }
 
 cohort_problem := "The cohort size is missing" if {
-	not is_number(request.cohort_size)
+	not is_number(input.request.cohort_size)
 } else := msg if {
-	not request.cohort_size >= agreement.minimisation.min_cohort
+	not input.request.cohort_size >= agreement.minimisation.min_cohort
 	msg := sprintf(
 		"Cohort size %v is below the minimum of %v",
-		[object.get(request, "cohort_size", null), object.get(agreement.minimisation, "min_cohort", null)],
+		[object.get(input.request, "cohort_size", null), object.get(agreement.minimisation, "min_cohort", null)],
 	)
 }
 
@@ -200,8 +241,8 @@ review_approving if input.ethics_review.outcome in {"approved", "approved_with_c
 default review_in_force := false
 
 review_in_force if {
-	input.ethics_review.valid_from_ns <= now
-	now < input.ethics_review.valid_until_ns
+	input.ethics_review.valid_from_ns <= input.now_ns
+	input.now_ns < input.ethics_review.valid_until_ns
 }
 
 request_denials contains {"code": "ethics_review_missing", "message": msg} if {
@@ -232,72 +273,164 @@ label(x) := x if {
 # ---------------------------------------------------------------------------------------
 
 obligations := {
-	"permitted_fields": permitted_fields,
-	"dropped_fields": dropped_fields,
-	"pseudonymise": pseudonymise,
-	"retention_days": retention_days,
-	"min_cohort": min_cohort,
-	"ethics_conditions": ethics_conditions,
+	"permitted_fields": sort(permitted),
+	"dropped_fields": sort(dropped),
+	"pseudonymise": [1 | agreement.pseudonymisation_required == true] != [],
+	"retention_days": agreement.retention_days,
+	"min_cohort": agreement.minimisation.min_cohort,
+	"ethics_conditions": [condition | review_valid; some condition in input.ethics_review.conditions],
+} if {
+	agreement
 }
 
-permitted_fields := sort(permitted) if {
-	agreement_known
-} else := []
-
-dropped_fields := sort(dropped) if {
-	agreement_known
-} else := []
-
-default pseudonymise := false
-
-pseudonymise if agreement.pseudonymisation_required == true
-
-retention_days := agreement.retention_days if {
-	agreement_known
-} else := null
-
-min_cohort := agreement.minimisation.min_cohort if {
-	agreement_known
-} else := null
-
-# The conditions of an approving review in force at `now`, whether or not one is needed.
-ethics_conditions := object.get(input.ethics_review, "conditions", []) if {
-	review_present
-	review_approving
-	review_in_force
-} else := []
+obligations := {
+	"permitted_fields": [],
+	"dropped_fields": [],
+	"pseudonymise": false,
+	"retention_days": null,
+	"min_cohort": null,
+	"ethics_conditions": [condition | review_valid; some condition in input.ethics_review.conditions],
+} if {
+	not agreement
+}
 
 # ---------------------------------------------------------------------------------------
 # Subjects (kind "subjects"): one result per requested subject, in request order.
-# Per-subject work is O(consents of that subject); everything else is computed once.
+#
+# A subject is allowed when the request is allowed and the subject's consent passes
+# (always, when consent does not apply). The work is linear in subjects and consents:
+#   1. consented_subjects: one pass over all consents finds the subjects with a valid one;
+#   2. if the request is allowed and every requested subject is among them (or consent
+#      does not apply), every subject gets the same allowed entry;
+#   3. otherwise each denied subject gets a key (subject_keys): "missing" (no consent
+#      record), or the set of its consents' facts (what the consent rules look at, with the
+#      times judged); the reason list of each distinct key is worked out once
+#      (subject_reason_lists), and each subject's entry is a map lookup.
 # ---------------------------------------------------------------------------------------
 
-subjects := [{"subject": subject, "allow": count(listed) == 0, "reasons": listed} |
-	some subject in request.subjects
-	listed := object.get(reasons_by_subject, subject, default_subject_reasons)
-] if {
-	request.kind == "subjects"
-} else := []
-
-# Subject reasons are computed in bulk, once per evaluation, never per pair of subjects:
-#   - subjects with a valid consent (or any subject, when consent does not apply) get only
-#     request_denied, and only if the request itself is denied;
-#   - subjects with consents but none valid get the union of their consents' problems;
-#   - subjects with no consent at all get consent_missing.
-reasons_by_subject := object.union(consented_reasons, unconsented_reasons)
-
-consented_reasons := {subject: request_denied_reasons | some subject in consented_subjects}
-
-unconsented_reasons := {subject: subject_reasons(codes | request_denied_codes) |
-	consent_applies
-	some subject, consents in all_consents
-	not consented_subjects[subject]
-	codes := consents_problems(consents)
+subjects := [] if {
+	not input.request.kind == "subjects"
+} else := [{"subject": subject, "allow": true, "reasons": []} | some subject in input.request.subjects] if {
+	request_ok
+	subjects_ok
+} else := [{"subject": subject, "allow": false, "reasons": listed} | some subject in input.request.subjects] if {
+	not consent_applies
+	listed := request_denied_reasons
+} else := [entries[subject] | some subject in input.request.subjects] if {
+	entries := subject_entries
 }
 
-default_subject_reasons := subject_reasons({"consent_missing"} | request_denied_codes) if {
-	consent_applies
-} else := request_denied_reasons
+# Every requested subject passes the consent rules.
+subjects_ok := true if {
+	not consent_applies
+} else := [subject | some subject in input.request.subjects; not consented[subject]] == [] if {
+	consented := consented_subjects
+}
+
+# Consent is required when the agreement says so or its legal basis is consent.
+consent_applies if {
+	input.request.kind == "subjects"
+	{1 | agreement.consent_required == true} | {1 | agreement.legal_basis == "consent"} != set()
+}
+
+# Subjects with at least one valid consent, in one pass over all consents. A consent is
+# valid when it is given, has started, for a minor was given by a guardian, has not ended,
+# covers the purpose (or an ancestor), and covers the category (or an ancestor) of every
+# permitted field (cheapest checks first). This is the hot loop of a batch: inline, on
+# local variables.
+# A consent is valid here exactly when consent_problems (below) finds nothing wrong with
+# its facts; keep the two in step (the reference model in tests/policies/test_contract.py
+# checks both).
+consented_subjects := {subject |
+	some subject, consents in input.consents
+	some consent in consents
+	consent.status == "given"
+	consent.valid_from_ns <= now
+	[1 | not consent.subject_is_minor == false; not consent.guardian == true] == []
+	[until | until := consent.valid_until_ns; until != null; not now < until] == []
+	[purpose | some purpose in consent.purposes; purposes[purpose]] != []
+	every cats in categories {
+		some code in consent.categories
+		cats[code]
+	}
+} if {
+	now := input.now_ns
+	purposes := lineage
+	categories := permitted_categories
+}
+
+# ---------------------------------------------------------------------------------------
+# Denied subjects: only evaluated when some subject is denied
+# ---------------------------------------------------------------------------------------
+
+# requested subject -> key, for each requested subject without a valid consent (when
+# consent applies): the facts of each of its consents, in order ([] for a subject with no
+# consent record). The facts of a consent are what consent_problems looks at, with the
+# times already judged at now_ns, so subjects whose consents differ only in ids and dates
+# share a key, and each distinct key is explained once (subject_reason_lists). A consent
+# lacking a key its facts need (schema-invalid) has no facts and explains nothing.
+subject_keys := {subject: [[
+	consent.status,
+	consent.valid_from_ns <= now,
+	[until | until := consent.valid_until_ns; until != null; not now < until] != [],
+	consent.purposes,
+	consent.categories,
+	consent.subject_is_minor,
+	consent.guardian,
+] |
+	some consent in consents[subject]
+] |
+	some subject in input.request.subjects
+	not valid[subject]
+} if {
+	valid := consented_subjects
+	consents := object.get(input, "consents", {})
+	now := input.now_ns
+}
+
+# subject -> its entry in `subjects`, when consent applies and some subject is denied.
+subject_entries := object.union(
+	{subject: {"subject": subject, "allow": ok, "reasons": listed} | some subject in consented_subjects},
+	{subject: {"subject": subject, "allow": false, "reasons": lists[key]} | some subject, key in subject_keys},
+) if {
+	ok := request_ok
+	listed := request_denied_reasons
+	lists := subject_reason_lists
+}
+
+# key -> the reason list of the subjects with that key (request_denied included when the
+# request is denied).
+subject_reason_lists := {key: subject_reasons(key_codes(key) | request_denied_codes) |
+	some key in {facts | some _, facts in subject_keys}
+}
+
+# The consent codes of the subjects with key `facts`: consent_missing without any consent;
+# else the union of the problems of each consent (never empty: consent_invalid if nothing
+# else applies, e.g. an unrecognised status).
+key_codes([]) := {"consent_missing"}
+
+key_codes(facts) := codes if {
+	count(facts) > 0
+	codes := {code | some consent in facts; some code in consent_problems(consent)}
+	count(codes) > 0
+} else := {"consent_invalid"} if {
+	count(facts) > 0
+}
+
+# What is wrong with one consent, given its facts (nothing for a valid consent).
+consent_problems([status, started, ended, purposes, categories, subject_is_minor, guardian]) := (
+	{"consent_withdrawn" | status == "withdrawn"}
+	| {"consent_refused" | status == "refused"}
+	| {"consent_expired" | status == "expired"}
+	| {"consent_expired" | ended == true}
+	| {"consent_not_yet_valid" | not started == true}
+	| {"consent_purpose_not_covered" | count({p | some p in purposes; p in lineage}) == 0}
+	| {"consent_categories_not_covered" |
+		some cats in permitted_categories
+		count({code | some code in categories; code in cats}) == 0
+	}
+	| {"guardian_consent_missing" | not subject_is_minor == false; not guardian == true}
+)
 
 request_denied_codes := set() if {
 	request_ok
@@ -319,81 +452,3 @@ subject_messages := {
 	"guardian_consent_missing": "The subject is a minor and no guardian consent is recorded",
 	"consent_invalid": "The subject's consents are not valid",
 }
-
-default consent_required := false
-
-consent_required if agreement.consent_required == true
-
-consent_required if agreement.legal_basis == "consent"
-
-default consent_applies := false
-
-consent_applies if {
-	request.kind == "subjects"
-	consent_required
-}
-
-all_consents := object.get(input, "consents", {})
-
-# Subjects with at least one valid consent, in one pass over all consents. A consent is
-# valid when it is given, has started, has not ended, covers the purpose (or an ancestor),
-# covers the category (or an ancestor) of every permitted field, and, for a minor, has
-# guardian consent. Written inline: this is the hot loop of a batch. A consent is valid
-# here exactly when consent_problems (below) is empty; keep the two in step (the
-# reference model in tests/policies/test_contract.py checks both).
-consented_subjects := {subject |
-	consent_applies
-	some subject, consents in all_consents
-	some consent in consents
-	consent.status == "given"
-	consent.valid_from_ns <= now
-	[until | until := consent.valid_until_ns; until != null; not now < until] == []
-	some purpose in consent.purposes
-	purpose in lineage
-	not guardian_missing(consent)
-	every cats in permitted_categories {
-		some code in consent.categories
-		code in cats
-	}
-}
-
-# Why none of a subject's consents is valid: the union of their problems (never empty:
-# consent_invalid if nothing else applies, e.g. an unrecognised status).
-consents_problems(consents) := codes if {
-	codes := {code | some consent in consents; some code in consent_problems(consent)}
-	count(codes) > 0
-} else := {"consent_invalid"}
-
-# What is wrong with one consent (empty for a valid consent). Conditions are inline, as
-# in consented_subjects: this runs for every consent of every denied subject.
-consent_problems(consent) := (
-	{"consent_withdrawn" | consent.status == "withdrawn"}
-	| {"consent_refused" | consent.status == "refused"}
-	| {"consent_expired" | consent.status == "expired"}
-	| {"consent_expired" | until := consent.valid_until_ns; until != null; not now < until}
-	| {"consent_not_yet_valid" | not consent.valid_from_ns <= now}
-	| {"consent_purpose_not_covered" | count({p | some p in consent.purposes; p in lineage}) == 0}
-	| {"consent_categories_not_covered" |
-		some cats in permitted_categories
-		count({code | some code in consent.categories; code in cats}) == 0
-	}
-	| {"guardian_consent_missing" | guardian_missing(consent)}
-)
-
-# A minor (or a consent that does not say) needs guardian consent.
-guardian_missing(consent) if {
-	not consent.subject_is_minor == false
-	not consent.guardian == true
-}
-
-# ---------------------------------------------------------------------------------------
-# Request-level summary of the subjects
-# ---------------------------------------------------------------------------------------
-
-denied_subjects := count([1 | some subject in subjects; subject.allow == false])
-
-subject_summary := {"some_subjects_denied": msg} if {
-	request_ok
-	denied_subjects > 0
-	msg := sprintf("%d of %d subjects were denied", [denied_subjects, count(subjects)])
-} else := {}
