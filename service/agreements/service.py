@@ -54,14 +54,19 @@ def party_orgs(version: AgreementVersion) -> set[str]:
 
 def agreement_document(version: AgreementVersion) -> dict[str, Any]:
     """The agreement version as policies see it."""
+    return policy_document(version, providers(version), recipients(version))
+
+
+def policy_document(version: Any, providers: list[str], recipients: list[str]) -> dict[str, Any]:
+    """The policy input's agreement, from a version (ORM object or row) and its parties."""
     return {
         "id": version.agreement_id,
         "version": version.version,
         "status": version.status,
         "valid_from_ns": to_ns(version.valid_from),
         "valid_until_ns": to_ns(version.valid_until),
-        "providers": providers(version),
-        "recipients": recipients(version),
+        "providers": providers,
+        "recipients": recipients,
         "legal_basis": version.legal_basis,
         "consent_required": version.consent_required,
         "retention_days": version.retention_days,

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from service.agreements import service as agreements
 from service.agreements.models import Agreement, AgreementParty, AgreementVersion
 from service.consents import service as consents
 from service.core.clock import iso, to_ns
@@ -94,22 +95,11 @@ def build_context(
     version = connection.execute(_VERSION, {"agreement_id": agreement_id}).one_or_none()
     if version is not None:
         parties = connection.execute(_PARTIES, {"version_id": version.id}).all()
-        agreement = {
-            "id": version.agreement_id,
-            "version": version.version,
-            "status": version.status,
-            "valid_from_ns": to_ns(version.valid_from),
-            "valid_until_ns": to_ns(version.valid_until),
-            "providers": sorted(o for o, role in parties if role == "provider"),
-            "recipients": sorted(o for o, role in parties if role == "recipient"),
-            "legal_basis": version.legal_basis,
-            "consent_required": version.consent_required,
-            "retention_days": version.retention_days,
-            "minimisation": {"mode": version.minimisation_mode, "min_cohort": version.min_cohort},
-            "pseudonymisation_required": version.pseudonymisation_required,
-            "jurisdiction": version.jurisdiction,
-            "purposes": version.purposes,
-        }
+        agreement = agreements.policy_document(
+            version,
+            sorted(o for o, role in parties if role == "provider"),
+            sorted(o for o, role in parties if role == "recipient"),
+        )
         review = connection.execute(_REVIEW, {"version_id": version.id}).one_or_none()
         if review is not None:
             review_doc = {
