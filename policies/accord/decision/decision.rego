@@ -276,23 +276,24 @@ obligations := {
 	"permitted_fields": sort(permitted),
 	"dropped_fields": sort(dropped),
 	"pseudonymise": [1 | agreement.pseudonymisation_required == true] != [],
-	"retention_days": agreement.retention_days,
-	"min_cohort": agreement.minimisation.min_cohort,
-	"ethics_conditions": [condition | review_valid; some condition in input.ethics_review.conditions],
+	"retention_days": object.get(agreement, "retention_days", null),
+	"min_cohort": object.get(agreement, ["minimisation", "min_cohort"], null),
+	"ethics_conditions": ethics_conditions,
 } if {
 	agreement
-}
-
-obligations := {
+} else := {
 	"permitted_fields": [],
 	"dropped_fields": [],
 	"pseudonymise": false,
 	"retention_days": null,
 	"min_cohort": null,
-	"ethics_conditions": [condition | review_valid; some condition in input.ethics_review.conditions],
-} if {
-	not agreement
+	"ethics_conditions": ethics_conditions,
 }
+
+# The conditions of an approving review in force at now_ns, whether or not one is needed.
+ethics_conditions := object.get(input.ethics_review, "conditions", []) if {
+	review_valid
+} else := []
 
 # ---------------------------------------------------------------------------------------
 # Subjects (kind "subjects"): one result per requested subject, in request order.
@@ -302,10 +303,10 @@ obligations := {
 #   1. consented_subjects: one pass over all consents finds the subjects with a valid one;
 #   2. if the request is allowed and every requested subject is among them (or consent
 #      does not apply), every subject gets the same allowed entry;
-#   3. otherwise each denied subject gets a key (subject_keys): "missing" (no consent
-#      record), or the set of its consents' facts (what the consent rules look at, with the
-#      times judged); the reason list of each distinct key is worked out once
-#      (subject_reason_lists), and each subject's entry is a map lookup.
+#   3. otherwise each denied subject gets a key (unconsented_keys): the facts of its
+#      consents, what the consent rules look at, with the times already judged ("missing"
+#      when it has no consent record); the reason list of each distinct key is worked out
+#      once (subject_reason_lists), and each subject's entry is two map lookups.
 # ---------------------------------------------------------------------------------------
 
 subjects := [] if {
@@ -316,44 +317,51 @@ subjects := [] if {
 } else := [{"subject": subject, "allow": false, "reasons": listed} | some subject in input.request.subjects] if {
 	not consent_applies
 	listed := request_denied_reasons
-} else := [entries[subject] | some subject in input.request.subjects] if {
-	entries := subject_entries
+} else := [{"subject": subject, "allow": listed == [], "reasons": listed} |
+	some subject in input.request.subjects
+	listed := lists[keys[subject]]
+] if {
+	unconsented := unconsented_subjects
+	keys := object.union({subject: "ok" | some subject in input.request.subjects; not unconsented[subject]}, unconsented_keys)
+	lists := subject_reason_lists
 }
 
 # Every requested subject passes the consent rules.
 subjects_ok := true if {
 	not consent_applies
-} else := [subject | some subject in input.request.subjects; not consented[subject]] == [] if {
-	consented := consented_subjects
-}
+} else := unconsented_subjects == set()
 
 # Consent is required when the agreement says so or its legal basis is consent.
 consent_applies if {
 	input.request.kind == "subjects"
-	{1 | agreement.consent_required == true} | {1 | agreement.legal_basis == "consent"} != set()
+	({1 | agreement.consent_required == true} | {1 | agreement.legal_basis == "consent"}) != set()
 }
 
-# Subjects with at least one valid consent, in one pass over all consents. A consent is
-# valid when it is given, has started, for a minor was given by a guardian, has not ended,
-# covers the purpose (or an ancestor), and covers the category (or an ancestor) of every
-# permitted field (cheapest checks first). This is the hot loop of a batch: inline, on
-# local variables.
-# A consent is valid here exactly when consent_problems (below) finds nothing wrong with
-# its facts; keep the two in step (the reference model in tests/policies/test_contract.py
-# checks both).
-consented_subjects := {subject |
-	some subject, consents in input.consents
-	some consent in consents
-	consent.status == "given"
-	consent.valid_from_ns <= now
-	[1 | not consent.subject_is_minor == false; not consent.guardian == true] == []
-	[until | until := consent.valid_until_ns; until != null; not now < until] == []
-	[purpose | some purpose in consent.purposes; purposes[purpose]] != []
-	every cats in categories {
-		some code in consent.categories
-		cats[code]
-	}
+# The requested subjects without a valid consent, in one pass over the requested subjects
+# and their consents. A consent is valid when it is given, has started, for a minor was
+# given by a guardian, has not ended, covers the purpose (or an ancestor), and covers the
+# category (or an ancestor) of every permitted field (cheapest checks first). This is the
+# hot loop of a batch: inline, on local variables. A consent is valid here exactly when
+# consent_problems (below) finds nothing wrong with its facts; keep the two in step (the
+# reference model in tests/policies/test_contract.py checks both).
+default unconsented_subjects := set()
+
+unconsented_subjects := {subject |
+	some subject in input.request.subjects
+	[consent |
+		some consent in consents[subject]
+		consent.status == "given"
+		consent.valid_from_ns <= now
+		[1 | not consent.subject_is_minor == false; not consent.guardian == true] == []
+		[1 | consent.valid_until_ns != null; not now < consent.valid_until_ns] == []
+		[purpose | some purpose in consent.purposes; purposes[purpose]] != []
+		every cats in categories {
+			some code in consent.categories
+			cats[code]
+		}
+	] == []
 } if {
+	consents := object.get(input, "consents", {})
 	now := input.now_ns
 	purposes := lineage
 	categories := permitted_categories
@@ -364,58 +372,55 @@ consented_subjects := {subject |
 # ---------------------------------------------------------------------------------------
 
 # requested subject -> key, for each requested subject without a valid consent (when
-# consent applies): the facts of each of its consents, in order ([] for a subject with no
-# consent record). The facts of a consent are what consent_problems looks at, with the
-# times already judged at now_ns, so subjects whose consents differ only in ids and dates
-# share a key, and each distinct key is explained once (subject_reason_lists). A consent
-# lacking a key its facts need (schema-invalid) has no facts and explains nothing.
-subject_keys := {subject: [[
-	consent.status,
-	consent.valid_from_ns <= now,
-	[until | until := consent.valid_until_ns; until != null; not now < until] != [],
-	consent.purposes,
-	consent.categories,
-	consent.subject_is_minor,
-	consent.guardian,
-] |
-	some consent in consents[subject]
-] |
-	some subject in input.request.subjects
-	not valid[subject]
-} if {
-	valid := consented_subjects
+# consent applies): "missing" for a subject without a consent record, else the facts of
+# each of its consents, in order. The facts of a consent are what consent_problems looks
+# at, with the times already judged at now_ns, so subjects whose consents differ only in
+# ids and dates share a key, and each distinct key is explained once
+# (subject_reason_lists). A (schema-invalid) consent lacking a key its facts need has no
+# facts: it explains nothing, and consent_invalid covers a subject left without any.
+default unconsented_keys := {}
+
+unconsented_keys := object.union(
+	{subject: "missing" | some subject in unconsented_subjects; not consents[subject]},
+	{subject: [[
+		consent.status,
+		consent.valid_from_ns <= now,
+		[1 | consent.valid_until_ns != null; not now < consent.valid_until_ns] != [],
+		consent.purposes,
+		consent.categories,
+		consent.subject_is_minor,
+		consent.guardian,
+	] |
+		some consent in records
+	] |
+		some subject in unconsented_subjects
+		records := consents[subject]
+	},
+) if {
 	consents := object.get(input, "consents", {})
 	now := input.now_ns
 }
 
-# subject -> its entry in `subjects`, when consent applies and some subject is denied.
-subject_entries := object.union(
-	{subject: {"subject": subject, "allow": ok, "reasons": listed} | some subject in consented_subjects},
-	{subject: {"subject": subject, "allow": false, "reasons": lists[key]} | some subject, key in subject_keys},
-) if {
-	ok := request_ok
-	listed := request_denied_reasons
-	lists := subject_reason_lists
-}
-
 # key -> the reason list of the subjects with that key (request_denied included when the
-# request is denied).
+# request is denied); "ok" is the key of the subjects with a valid consent.
 subject_reason_lists := {key: subject_reasons(key_codes(key) | request_denied_codes) |
-	some key in {facts | some _, facts in subject_keys}
+	some key in ({"ok"} | {facts | some _, facts in unconsented_keys})
 }
 
-# The consent codes of the subjects with key `facts`: consent_missing without any consent;
-# else the union of the problems of each consent (never empty: consent_invalid if nothing
-# else applies, e.g. an unrecognised status).
-key_codes([]) := {"consent_missing"}
+# The consent codes of the subjects with a key: none for "ok"; consent_missing without a
+# consent record; else why none of its consents is valid.
+key_codes("ok") := set()
 
-key_codes(facts) := codes if {
-	count(facts) > 0
+key_codes("missing") := {"consent_missing"}
+
+key_codes(facts) := consents_problems(facts) if is_array(facts)
+
+# The union of the problems of each consent (never empty: consent_invalid if nothing else
+# applies, e.g. an unrecognised status).
+consents_problems(facts) := codes if {
 	codes := {code | some consent in facts; some code in consent_problems(consent)}
-	count(codes) > 0
-} else := {"consent_invalid"} if {
-	count(facts) > 0
-}
+	codes != set()
+} else := {"consent_invalid"}
 
 # What is wrong with one consent, given its facts (nothing for a valid consent).
 consent_problems([status, started, ended, purposes, categories, subject_is_minor, guardian]) := (

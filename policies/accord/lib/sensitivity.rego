@@ -27,7 +27,11 @@ categories_of(catalogue, names) := [categories |
 # `sensitive_categories` is an array or set of category codes.
 sensitive_fields(catalogue, sensitive_categories, names) := (unknown | flagged) | (by_lineage | by_category) if {
 	sensitive := as_set(sensitive_categories)
-	unknown := {name | some name in names; not is_object(catalogue[name])}
+	unknown := {name | some name in names; not catalogue[name]} | {name |
+		some name in names
+		entry := catalogue[name]
+		not is_object(entry)
+	}
 	flagged := {name | some name in names; catalogue[name].sensitive == true}
 	by_lineage := {name |
 		some name in names
