@@ -6,6 +6,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from fastapi import APIRouter, FastAPI, Request
@@ -92,7 +93,12 @@ def build_runtime(
         organisations=OrganisationGate(read_sessions),
         taxonomy=TaxonomyCache(read_sessions),
         decision_writer=DecisionWriter(sessions),
+        decision_pool=decision_pool(settings),
     )
+
+
+def decision_pool(settings: Settings) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(settings.decision_threads, thread_name_prefix="decide")
 
 
 async def record_refusal(runtime: Runtime, request: Request, exc: AccordError) -> None:
@@ -161,6 +167,7 @@ def create_app(
             registry.ensure_operator(session, settings.operator_org, runtime.clock.now())
             registry.install_default_taxonomy(session)
         bundle.record_loaded(runtime, Actor(SYSTEM, None))
+        runtime.decision_pool = decision_pool(settings)  # a fresh one each time the app starts
         stop = threading.Event()
         sweeper = None
         if settings.sweep_interval_seconds > 0:
@@ -182,6 +189,7 @@ def create_app(
             for thread in (sweeper, signer):
                 if thread is not None:
                     thread.join(timeout=5)
+            runtime.decision_pool.shutdown(wait=True, cancel_futures=True)
             runtime.decision_writer.close()
             runtime.policy.close()
             runtime.db.dispose()

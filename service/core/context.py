@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -32,3 +33,6 @@ class Runtime:
     organisations: OrganisationGate
     taxonomy: TaxonomyCache
     decision_writer: DecisionWriter
+    # Decisions run here, not on the shared request thread pool: a few threads keep the GIL
+    # hand-offs (and the per-thread policy engines) few; more would only queue on the GIL.
+    decision_pool: ThreadPoolExecutor

@@ -6,8 +6,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import orjson
 from sqlalchemy import JSON, MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -56,21 +57,38 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# JSON columns are encoded and decoded with orjson: the same JSON, several times faster.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+
+
 def build_engine(url: str, pool_size: int = 20) -> Engine:
+    """An engine whose pool holds `pool_size` connections (twice that under a burst)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        in_memory = make_url(url).database in (None, "", ":memory:")
+        engine = create_engine(
+            url,
+            **_JSON_CODEC,
+            # One connection per thread for an in-memory database; a pool for a file.
+            **({} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size}),
+            connect_args={"check_same_thread": False, "timeout": 10},
+        )
         _configure_sqlite(engine)
         return engine
     if url.startswith("postgresql"):
         return create_engine(
             url,
+            **_JSON_CODEC,
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
             pool_timeout=10,
             connect_args={"connect_timeout": 5},
         )
-    return create_engine(url, poolclass=NullPool)
+    return create_engine(url, poolclass=NullPool, **_JSON_CODEC)
 
 
 def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:

@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     database_url: str = Field(
         "sqlite:///./var/accord.db", description="SQLAlchemy URL (sqlite or postgresql+psycopg)"
     )
-    database_pool_size: int = Field(20, ge=1, description="connections per process (PostgreSQL)")
+    database_pool_size: int = Field(20, ge=1, description="database connections per process")
 
     jwt_issuer: str = Field("accord-dev", description="required `iss` of bearer tokens")
     jwt_audience: str = Field("accord", description="required `aud` of bearer tokens")
@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(400, ge=1, description="requests a client may burst")
     log_level: str = Field("INFO", description="log level of the JSON logs on stdout")
+    decision_threads: int = Field(
+        4, ge=1, le=64, description="threads that evaluate decisions, per process"
+    )
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"

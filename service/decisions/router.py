@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
+from functools import partial
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Header, Path, Response
-from fastapi.concurrency import run_in_threadpool
 
 from service.core.context import Runtime
 from service.core.deps import ANY_ROLE, Actor, RuntimeDep, SessionDep, request_id, roles
@@ -37,9 +38,7 @@ def _decide(
 
 
 def _json(answer: dict[str, Any]) -> Response:
-    return Response(
-        content=json.dumps(answer, separators=(",", ":")), media_type="application/json"
-    )
+    return Response(content=orjson.dumps(answer), media_type="application/json")
 
 
 @router.post(
@@ -63,8 +62,9 @@ async def decide(
 ) -> Response:
     if body.subjects is not None and len(body.subjects) > runtime.settings.max_batch_subjects:
         raise InvalidRequest(f"at most {runtime.settings.max_batch_subjects} subjects per request")
-    # One hop to a worker thread for the whole decision (reads, policy, commit, encoding).
-    return await run_in_threadpool(_decide, runtime, Actor(principal, rid), body, idempotency_key)
+    # One hop to a decision thread for the whole decision (reads, policy, commit, encoding).
+    decide_here = partial(_decide, runtime, Actor(principal, rid), body, idempotency_key)
+    return await asyncio.get_running_loop().run_in_executor(runtime.decision_pool, decide_here)
 
 
 @router.get(
@@ -74,10 +74,7 @@ async def decide(
     responses=problem_responses(Forbidden, NotFound),
 )
 def read_decision(decision_id: DecisionId, session: SessionDep, principal: Reader) -> Response:
-    answer = service.stored_answer(service.get(session, principal, decision_id))
-    return Response(
-        content=json.dumps(answer, separators=(",", ":")), media_type="application/json"
-    )
+    return _json(service.stored_answer(service.get(session, principal, decision_id)))
 
 
 @router.get(

@@ -70,16 +70,18 @@ def checked_result(result: Any, pseudonyms: list[str]) -> dict[str, Any]:
         raise PolicyError("per-subject results do not match the request")
     per_subject = []
     for index, (entry, pseudonym) in enumerate(zip(subjects, pseudonyms, strict=True)):
-        if not isinstance(entry, dict) or entry.get("subject") != pseudonym:
+        if type(entry) is not dict or entry.get("subject") != pseudonym:
             raise PolicyError("per-subject results out of order")
-        if not isinstance(entry.get("allow"), bool):
+        allow = entry.get("allow")
+        if allow is not True and allow is not False:
             raise PolicyError("per-subject allow is not a boolean")
+        reasons = entry.get("reasons", [])
         per_subject.append(
             {
                 "index": index,
                 "subject": pseudonym,
-                "allow": entry["allow"],
-                "reasons": _reasons(entry.get("reasons", [])),
+                "allow": allow,
+                "reasons": _reasons(reasons) if reasons != [] else [],
             }
         )
     reasons = _reasons(result.get("reasons"))
