@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from functools import partial
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Response
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.exc import IntegrityError
 
 from service.core.context import Runtime
 from service.core.deps import ANY_ROLE, Actor, RuntimeDep, SessionDep, request_id, roles
@@ -31,10 +34,34 @@ Auditor = Annotated[Principal, Depends(roles(Role.AUDITOR, Role.ADMIN))]
 DecisionId = Annotated[str, Path(max_length=36)]
 
 
-def _decide(
-    runtime: Runtime, actor: Actor, body: DecisionRequest, idempotency_key: str | None
-) -> Response:
-    return _json(service.decide(runtime, actor, body, idempotency_key))
+async def _recorded(
+    runtime: Runtime, actor: Actor, decided: service.Decided, idempotency_key: str | None
+) -> dict[str, Any]:
+    """Wait, holding no thread, until the writer has committed the decision and its event."""
+    unrecorded = decided.unrecorded
+    assert unrecorded is not None
+    writer = runtime.decision_writer
+    started = time.perf_counter()
+    future = writer.submit(actor, unrecorded.event, unrecorded.row, unrecorded.at)
+    try:
+        seq = await asyncio.wait_for(asyncio.wrap_future(future), writer.wait_seconds)
+    except TimeoutError:
+        raise Unavailable("the decision could not be recorded in time") from None
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+        # The same key sent twice at once: the decision recorded first is the answer.
+        replay = partial(
+            service.replayed,
+            runtime,
+            actor.principal,
+            idempotency_key,
+            unrecorded.row["request_fingerprint"],
+        )
+        answer: dict[str, Any] = await run_in_threadpool(replay)
+        return answer
+    service.recorded(runtime, decided, seq, time.perf_counter() - started)
+    return decided.answer
 
 
 def _json(answer: dict[str, Any]) -> Response:
@@ -62,9 +89,13 @@ async def decide(
 ) -> Response:
     if body.subjects is not None and len(body.subjects) > runtime.settings.max_batch_subjects:
         raise InvalidRequest(f"at most {runtime.settings.max_batch_subjects} subjects per request")
-    # One hop to a decision thread for the whole decision (reads, policy, commit, encoding).
-    decide_here = partial(_decide, runtime, Actor(principal, rid), body, idempotency_key)
-    return await asyncio.get_running_loop().run_in_executor(runtime.decision_pool, decide_here)
+    # A decision thread reads the context and evaluates the policy; the writer thread commits.
+    actor = Actor(principal, rid)
+    decide = partial(service.decide, runtime, actor, body, idempotency_key)
+    decided = await asyncio.get_running_loop().run_in_executor(runtime.decision_pool, decide)
+    if decided.unrecorded is None:  # a replay of a stored decision
+        return _json(decided.answer)
+    return _json(await _recorded(runtime, actor, decided, idempotency_key))
 
 
 @router.get(

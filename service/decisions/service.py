@@ -14,6 +14,8 @@ import json
 import logging
 import time
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -25,7 +27,7 @@ from service.audit.actions import AuditAction, Outcome
 from service.core.clock import iso
 from service.core.context import Runtime
 from service.core.deps import Actor
-from service.core.errors import Conflict, NotFound
+from service.core.errors import Conflict, NotFound, Unavailable
 from service.core.identity import Principal, Role
 from service.decisions.context import build_context
 from service.decisions.engines import PolicyError
@@ -139,10 +141,45 @@ def stored_answer(decision: Decision) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """What the decision writer commits for a new decision: its audit event and row."""
+
+    event: audit.EventRecord
+    row: dict[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A decision's answer, and what must be recorded before it leaves (None when the
+    answer is a stored decision, replayed for its idempotency key)."""
+
+    answer: dict[str, Any]
+    unrecorded: Unrecorded | None = None
+
+
+def previous_answer(
+    session: Session, principal: Principal, idempotency_key: str, fingerprint: str
+) -> dict[str, Any] | None:
+    """The stored answer to an earlier request with this key (409 if it was another)."""
+    previous = session.scalar(
+        select(Decision).where(
+            Decision.requester_org == principal.organisation_id,
+            Decision.idempotency_key == idempotency_key,
+        )
+    )
+    if previous is None:
+        return None
+    if previous.request_fingerprint != fingerprint:
+        raise Conflict("the idempotency key was used for a different request")
+    return stored_answer(previous)
+
+
 def decide(
     runtime: Runtime, actor: Actor, request: DecisionRequest, idempotency_key: str | None
-) -> dict[str, Any]:
-    """Decide, record durably, and return the answer (as the API sends it)."""
+) -> Decided:
+    """Decide (context, then policy) without recording: see `recorded`."""
     principal = actor.principal
     pseudonyms = (
         [runtime.pseudonymise(s) for s in request.subjects]
@@ -153,16 +190,9 @@ def decide(
     now = runtime.clock.now()
     with runtime.read_sessions() as reader:
         if idempotency_key is not None:
-            previous = reader.scalar(
-                select(Decision).where(
-                    Decision.requester_org == principal.organisation_id,
-                    Decision.idempotency_key == idempotency_key,
-                )
-            )
+            previous = previous_answer(reader, principal, idempotency_key, fingerprint)
             if previous is not None:
-                if previous.request_fingerprint != fingerprint:
-                    raise Conflict("the idempotency key was used for a different request")
-                return stored_answer(previous)
+                return Decided(previous)
         context = build_context(
             reader,
             runtime.taxonomy.get(reader),
@@ -251,16 +281,30 @@ def decide(
         "request_fingerprint": fingerprint,
         "decided_at": now,
     }
-    # Committed (group commit, see writer.py) before the answer is returned.
-    append_started = time.perf_counter()
-    seq = runtime.decision_writer.record(actor, record, row, now)
-    metrics.audit_append_seconds.observe(time.perf_counter() - append_started)
+    return Decided(answer, Unrecorded(record, row, now))
+
+
+def replayed(
+    runtime: Runtime, principal: Principal, idempotency_key: str, fingerprint: str
+) -> dict[str, Any]:
+    """The answer that won when two requests with one idempotency key were decided at once."""
+    with runtime.read_sessions() as reader:
+        previous = previous_answer(reader, principal, idempotency_key, fingerprint)
+    if previous is None:
+        raise Unavailable("the decision could not be recorded")
+    return previous
+
+
+def recorded(runtime: Runtime, decided: Decided, seq: int, waited_seconds: float) -> None:
+    """Complete the answer once its decision and audit event are committed."""
+    metrics = runtime.metrics
+    metrics.audit_append_seconds.observe(waited_seconds)
     metrics.tree_size.set(seq + 1)
-    metrics.decisions.labels("allow" if answer["allow"] else "deny").inc()
-    for code in reason_codes:
-        metrics.decision_reasons.labels(code).inc()
-    answer["audit_seq"] = seq
-    return answer
+    metrics.decisions.labels("allow" if decided.answer["allow"] else "deny").inc()
+    if decided.unrecorded is not None:
+        for code in decided.unrecorded.event.reasons:
+            metrics.decision_reasons.labels(code).inc()
+    decided.answer["audit_seq"] = seq
 
 
 def can_read(session: Session, principal: Principal, decision: Decision) -> bool:

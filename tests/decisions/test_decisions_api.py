@@ -7,9 +7,15 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
+from service.core.identity import Actor, Principal, Role
+from service.decisions import service
 from service.decisions.models import Decision
+from service.decisions.schemas import DecisionRequest
+from service.decisions.writer import _Pending
 from tests.support.api import Api
 from tests.support.clock import MutableClock
 
@@ -368,3 +374,54 @@ def test_concurrent_mixed_requests_each_get_their_own_answer(
         by_subject.setdefault(subject, set()).add(pseudonym)
     assert all(len(p) == 1 for p in by_subject.values())
     assert len({next(iter(p)) for p in by_subject.values()}) == len(by_subject)
+
+
+def test_one_idempotency_key_sent_at_once_gets_one_decision(
+    world: Api, agreement: str, clock: MutableClock
+) -> None:
+    """Retries racing each other: every one gets the decision recorded first, and the other
+    decisions committed alongside them are not failed by the duplicate key."""
+    for n in range(2, 5):
+        world.consent(clock.now(), f"subject-{n}")
+    body = {
+        "agreement_id": agreement,
+        "purpose": "research",
+        "fields": ["postcode"],
+        "subjects": ["subject-1"],
+    }
+
+    def run(n: int) -> tuple[int, Any]:
+        if n % 2:
+            other = {**body, "subjects": [f"subject-{n % 4 + 1}"]}
+            response = world.post("/v1/decisions", "partner", "uni-lab", json=other)
+        else:
+            headers = {"Idempotency-Key": "raced"}
+            response = world.post("/v1/decisions", "partner", "uni-lab", json=body, headers=headers)
+        return n, response
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(run, range(32)))
+    assert [r.status_code for _, r in results] == [200] * 32
+    raced = {r.json()["decision_id"] for n, r in results if n % 2 == 0}
+    assert len(raced) == 1
+    assert all(r.json()["allow"] for _, r in results)
+
+
+def test_writer_fails_only_the_decision_with_a_duplicate_key(app: FastAPI, agreement: str) -> None:
+    """A group commit that breaks a constraint is retried one decision at a time."""
+    runtime = app.state.runtime
+    actor = Actor(Principal("partner-1", Role.PARTNER, "uni-lab"), None)
+    request = DecisionRequest(
+        agreement_id=agreement, purpose="research", fields=["postcode"], subjects=["x"]
+    )
+    made = [
+        service.decide(runtime, actor, request, key).unrecorded for key in ("k", "k", None, "k2")
+    ]
+    group = [_Pending(actor, m.event, m.row, m.at) for m in made if m is not None]
+    runtime.decision_writer._commit(group)
+    first, twin, plain, keyed = (p.seq for p in group)
+    with pytest.raises(IntegrityError):
+        twin.result(0)
+    seqs = [first.result(0), plain.result(0), keyed.result(0)]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == 3
