@@ -47,13 +47,14 @@ from service.registry.snapshot import TaxonomyCache
 from service.reviews.router import router as reviews_router
 
 log = logging.getLogger("accord")
+# Routes are matched in order: the decision endpoint, called before every exchange, first.
 ROUTERS: tuple[APIRouter, ...] = (
+    decisions_router,
     health_router,
     registry_router,
     agreements_router,
     reviews_router,
     consents_router,
-    decisions_router,
     bundle.router,
     audit_router,
 )

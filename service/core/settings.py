@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(400, ge=1, description="requests a client may burst")
     log_level: str = Field("INFO", description="log level of the JSON logs on stdout")
     decision_threads: int = Field(
-        4, ge=1, le=64, description="threads that evaluate decisions, per process"
+        2, ge=1, le=64, description="threads that evaluate decisions, per process"
     )
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
     sweep_interval_seconds: float = Field(

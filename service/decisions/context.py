@@ -1,8 +1,8 @@
 """Builds the policy input document: everything the policy needs, nothing it must fetch.
 
-Read with a handful of Core queries in one read-only transaction: the agreement version
-decisions are made under, its parties, its ethics review in force and the subjects'
-consents; the taxonomy comes from the process's snapshot.
+Read with two Core queries in one read-only transaction: the agreement version decisions
+are made under with its parties and its latest ethics review (one row per party), then the
+subjects' consents; the taxonomy comes from the process's snapshot.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy.orm import Session, aliased
 
 from service.agreements import service as agreements
 from service.agreements.models import Agreement, AgreementParty, AgreementVersion
@@ -48,31 +48,40 @@ class DecisionContext:
 
 
 # Built once: on the hot path, statements are executed on the connection (Core), which
-# skips rebuilding them and the ORM's execution layers.
-_VERSION = (
-    select(*_VERSION_COLUMNS)
+# skips rebuilding them and the ORM's execution layers. One round trip for the agreement:
+# the version, one row per party, and the version's latest review on every row.
+_EARLIER = aliased(EthicsReview)
+_LATEST_ORDINAL = (
+    select(func.max(_EARLIER.ordinal))
+    .where(_EARLIER.version_id == AgreementVersion.id)
+    .scalar_subquery()
+)
+_AGREEMENT = (
+    select(
+        *_VERSION_COLUMNS,
+        AgreementParty.organisation_id.label("party"),
+        AgreementParty.role.label("party_role"),
+        EthicsReview.id.label("review_id"),
+        EthicsReview.outcome.label("review_outcome"),
+        EthicsReview.conditions.label("review_conditions"),
+        EthicsReview.reference.label("review_reference"),
+        EthicsReview.valid_from.label("review_from"),
+        EthicsReview.valid_until.label("review_until"),
+    )
     .join(Agreement, Agreement.id == AgreementVersion.agreement_id)
+    .outerjoin(AgreementParty, AgreementParty.version_id == AgreementVersion.id)
+    .outerjoin(
+        EthicsReview,
+        and_(
+            EthicsReview.version_id == AgreementVersion.id,
+            EthicsReview.ordinal == _LATEST_ORDINAL,
+        ),
+    )
     .where(
         Agreement.id == bindparam("agreement_id"),
         AgreementVersion.version
         == func.coalesce(Agreement.in_force_version, Agreement.latest_version),
     )
-)
-_PARTIES = select(AgreementParty.organisation_id, AgreementParty.role).where(
-    AgreementParty.version_id == bindparam("version_id")
-)
-_REVIEW = (
-    select(
-        EthicsReview.id,
-        EthicsReview.outcome,
-        EthicsReview.conditions,
-        EthicsReview.reference,
-        EthicsReview.valid_from,
-        EthicsReview.valid_until,
-    )
-    .where(EthicsReview.version_id == bindparam("version_id"))
-    .order_by(EthicsReview.ordinal.desc())
-    .limit(1)
 )
 
 
@@ -92,28 +101,28 @@ def build_context(
     review_doc = review_audit = None
     consents_by_subject: dict[str, list[dict[str, Any]]] = {}
     connection = session.connection()
-    version = connection.execute(_VERSION, {"agreement_id": agreement_id}).one_or_none()
+    rows = connection.execute(_AGREEMENT, {"agreement_id": agreement_id}).all()
+    version = rows[0] if rows else None
     if version is not None:
-        parties = connection.execute(_PARTIES, {"version_id": version.id}).all()
+        parties = [(row.party, row.party_role) for row in rows if row.party is not None]
         agreement = agreements.policy_document(
             version,
             sorted(o for o, role in parties if role == "provider"),
             sorted(o for o, role in parties if role == "recipient"),
         )
-        review = connection.execute(_REVIEW, {"version_id": version.id}).one_or_none()
-        if review is not None:
+        if version.review_id is not None:
             review_doc = {
-                "id": review.id,
-                "outcome": review.outcome,
-                "conditions": list(review.conditions),
-                "reference": review.reference,
-                "valid_from_ns": to_ns(review.valid_from),
-                "valid_until_ns": to_ns(review.valid_until),
+                "id": version.review_id,
+                "outcome": version.review_outcome,
+                "conditions": list(version.review_conditions),
+                "reference": version.review_reference,
+                "valid_from_ns": to_ns(version.review_from),
+                "valid_until_ns": to_ns(version.review_until),
             }
             review_audit = {
                 **{k: v for k, v in review_doc.items() if not k.endswith("_ns")},
-                "valid_from": iso(review.valid_from),
-                "valid_until": iso(review.valid_until),
+                "valid_from": iso(version.review_from),
+                "valid_until": iso(version.review_until),
             }
         if pseudonyms:
             consents_by_subject = consents.for_decision(

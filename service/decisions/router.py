@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from functools import partial
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Path, Response
-from fastapi.concurrency import run_in_threadpool
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from sqlalchemy.exc import IntegrityError
 
 from service.core.context import Runtime
-from service.core.deps import ANY_ROLE, Actor, RuntimeDep, SessionDep, request_id, roles
+from service.core.deps import ANY_ROLE, Actor, SessionDep, roles
 from service.core.errors import (
     Conflict,
     Forbidden,
@@ -34,34 +32,62 @@ Auditor = Annotated[Principal, Depends(roles(Role.AUDITOR, Role.ADMIN))]
 DecisionId = Annotated[str, Path(max_length=36)]
 
 
-async def _recorded(
-    runtime: Runtime, actor: Actor, decided: service.Decided, idempotency_key: str | None
-) -> dict[str, Any]:
-    """Wait, holding no thread, until the writer has committed the decision and its event."""
-    unrecorded = decided.unrecorded
-    assert unrecorded is not None
-    writer = runtime.decision_writer
-    started = time.perf_counter()
-    future = writer.submit(actor, unrecorded.event, unrecorded.row, unrecorded.at)
+def _decide_then_record(
+    loop: asyncio.AbstractEventLoop,
+    answered: asyncio.Future[dict[str, Any]],
+    runtime: Runtime,
+    actor: Actor,
+    body: DecisionRequest,
+    idempotency_key: str | None,
+) -> None:
+    """On a decision thread: decide, then hand the decision to the writer. `answered` gets
+    the answer once the decision and its audit event are committed, or the error; the
+    request coroutine waits once, and no thread waits for the commit."""
+
+    def settle(answer: dict[str, Any] | None, error: BaseException | None) -> None:
+        loop.call_soon_threadsafe(_settle, answered, answer, error)
+
     try:
-        seq = await asyncio.wait_for(asyncio.wrap_future(future), writer.wait_seconds)
-    except TimeoutError:
-        raise Unavailable("the decision could not be recorded in time") from None
-    except IntegrityError:
-        if idempotency_key is None:
-            raise
-        # The same key sent twice at once: the decision recorded first is the answer.
-        replay = partial(
-            service.replayed,
-            runtime,
-            actor.principal,
-            idempotency_key,
-            unrecorded.row["request_fingerprint"],
-        )
-        answer: dict[str, Any] = await run_in_threadpool(replay)
-        return answer
-    service.recorded(runtime, decided, seq, time.perf_counter() - started)
-    return decided.answer
+        decided = service.decide(runtime, actor, body, idempotency_key)
+    except Exception as exc:
+        settle(None, exc)
+        return
+    unrecorded = decided.unrecorded
+    if unrecorded is None:  # a replay of a stored decision
+        settle(decided.answer, None)
+        return
+    started = time.perf_counter()
+    fingerprint = unrecorded.row["request_fingerprint"]
+
+    def replay(key: str) -> None:  # the same key sent twice at once: the first one stands
+        try:
+            settle(service.replayed(runtime, actor.principal, key, fingerprint), None)
+        except Exception as exc:
+            settle(None, exc)
+
+    def recorded(seq: int | None, error: BaseException | None) -> None:  # writer thread
+        if seq is not None:
+            service.recorded(runtime, decided, seq, time.perf_counter() - started)
+            settle(decided.answer, None)
+        elif isinstance(error, IntegrityError) and idempotency_key is not None:
+            runtime.decision_pool.submit(replay, idempotency_key)
+        else:
+            settle(None, error)
+
+    runtime.decision_writer.submit(actor, unrecorded.event, unrecorded.row, unrecorded.at, recorded)
+
+
+def _settle(
+    answered: asyncio.Future[dict[str, Any]],
+    answer: dict[str, Any] | None,
+    error: BaseException | None,
+) -> None:
+    if answered.done():  # the request gave up waiting
+        return
+    if error is not None:
+        answered.set_exception(error)
+    else:
+        answered.set_result(answer or {})
 
 
 def _json(answer: dict[str, Any]) -> Response:
@@ -80,22 +106,30 @@ def _json(answer: dict[str, Any]) -> Response:
 )
 async def decide(
     body: DecisionRequest,
-    runtime: RuntimeDep,
+    request: Request,
     principal: Partner,
-    rid: Annotated[str | None, Depends(request_id)],
     idempotency_key: Annotated[
         str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
     ] = None,
 ) -> Response:
+    # The runtime and request id straight from the request: every dependency FastAPI solves
+    # costs on the event loop, and this route is the hot path.
+    runtime: Runtime = request.app.state.runtime
+    rid: str | None = getattr(request.state, "request_id", None)
     if body.subjects is not None and len(body.subjects) > runtime.settings.max_batch_subjects:
         raise InvalidRequest(f"at most {runtime.settings.max_batch_subjects} subjects per request")
     # A decision thread reads the context and evaluates the policy; the writer thread commits.
-    actor = Actor(principal, rid)
-    decide = partial(service.decide, runtime, actor, body, idempotency_key)
-    decided = await asyncio.get_running_loop().run_in_executor(runtime.decision_pool, decide)
-    if decided.unrecorded is None:  # a replay of a stored decision
-        return _json(decided.answer)
-    return _json(await _recorded(runtime, actor, decided, idempotency_key))
+    loop = asyncio.get_running_loop()
+    answered: asyncio.Future[dict[str, Any]] = loop.create_future()
+    runtime.decision_pool.submit(
+        _decide_then_record, loop, answered, runtime, Actor(principal, rid), body, idempotency_key
+    )
+    late = Unavailable("the decision could not be made and recorded in time")
+    deadline = loop.call_later(runtime.decision_writer.wait_seconds, _settle, answered, None, late)
+    try:
+        return _json(await answered)
+    finally:
+        deadline.cancel()
 
 
 @router.get(

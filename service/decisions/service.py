@@ -189,6 +189,11 @@ def decide(
     fingerprint = _fingerprint(request, pseudonyms)
     now = runtime.clock.now()
     with runtime.read_sessions() as reader:
+        if runtime.db.dialect.name == "postgresql":
+            # Under READ COMMITTED each statement takes its own snapshot even inside a
+            # transaction, so a transaction buys nothing here but BEGIN and ROLLBACK, two
+            # round trips per decision.
+            reader.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         if idempotency_key is not None:
             previous = previous_answer(reader, principal, idempotency_key, fingerprint)
             if previous is not None:

@@ -1,11 +1,11 @@
 """Group commit for decisions: one transaction, one fsync, for every decision waiting.
 
-Requests hand their (audit event, decision row) to a single writer thread and get a future.
+Requests hand their (audit event, decision row) to a single writer thread with a callback.
 The writer takes everything queued, reserves that many leaf indexes, inserts the events and
-decisions, commits, and only then resolves the futures: each answer still leaves after its
-own decision is durable, but concurrent decisions share the commit instead of queueing one
-by one on the audit head's lock. Nothing waits on a thread meanwhile, so a group is as
-large as the number of decisions in flight, not the number of decision threads.
+decisions, commits, and only then calls back: each answer still leaves after its own
+decision is durable, but concurrent decisions share the commit instead of queueing one by
+one on the audit head's lock. No thread waits meanwhile, so a group is as large as the
+number of decisions in flight, not the number of decision threads.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,7 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit import log as audit
 from service.core.database import Base, transaction
-from service.core.errors import Unavailable
 from service.core.identity import Actor
 from service.decisions.models import Decision
 
@@ -32,20 +31,25 @@ log = logging.getLogger("accord.decisions")
 _INSERT_DECISION = insert(Base.metadata.tables[Decision.__tablename__])
 
 
-@dataclass
+# Called on the writer thread with the event's leaf index, or with the error that kept the
+# decision from being recorded. It must be quick and must not raise.
+Done = Callable[[int | None, BaseException | None], None]
+
+
+@dataclass(frozen=True, slots=True)
 class _Pending:
     actor: Actor
     record: audit.EventRecord
     row: dict[str, Any]
     at: datetime
-    seq: Future[int] = field(default_factory=Future)
+    done: Done
 
 
 def _fail(group: list[_Pending], exc: BaseException) -> None:
     """Every waiter learns that nothing of its group was recorded."""
     log.error("recording %d decisions failed: %s", len(group), type(exc).__name__)
     for pending in group:
-        pending.seq.set_exception(exc)
+        pending.done(None, exc)
 
 
 class DecisionWriter:
@@ -65,23 +69,16 @@ class DecisionWriter:
         return self._wait
 
     def submit(
-        self, actor: Actor, record: audit.EventRecord, row: dict[str, Any], at: datetime
-    ) -> Future[int]:
-        """Queue one decision and its audit event; the future gives the event's leaf index
-        once both are committed (or the error that kept them from being recorded)."""
+        self,
+        actor: Actor,
+        record: audit.EventRecord,
+        row: dict[str, Any],
+        at: datetime,
+        done: Done,
+    ) -> None:
+        """Queue one decision and its audit event; `done` learns the outcome."""
         self._ensure_started()
-        pending = _Pending(actor, record, row, at)
-        self._queue.put(pending)
-        return pending.seq
-
-    def record(
-        self, actor: Actor, record: audit.EventRecord, row: dict[str, Any], at: datetime
-    ) -> int:
-        """Durably record one decision and its audit event; returns the event's leaf index."""
-        try:
-            return self.submit(actor, record, row, at).result(self._wait)
-        except TimeoutError:
-            raise Unavailable("the decision could not be recorded in time") from None
+        self._queue.put(_Pending(actor, record, row, at, done))
 
     def _ensure_started(self) -> None:
         if self._thread is not None:
@@ -111,12 +108,6 @@ class DecisionWriter:
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
-        # A caller that gave up before its decision was taken has it cancelled: not recorded.
-        group = [p for p in group if p.seq.set_running_or_notify_cancel()]
-        if group:
-            self._write(group)
-
-    def _write(self, group: list[_Pending]) -> None:
         try:
             for session in transaction(self._sessions):
                 seqs = audit.append_many(session, [(p.actor, p.record, p.at) for p in group])
@@ -131,13 +122,13 @@ class DecisionWriter:
             # One decision broke a constraint (an idempotency key sent twice at once): the
             # others must not fail with it, so record them one by one.
             for pending in group:
-                self._write([pending])
+                self._commit([pending])
             return
         except BaseException as exc:
             _fail(group, exc)
             return
         for pending, seq in zip(group, seqs, strict=True):
-            pending.seq.set_result(seq)
+            pending.done(seq, None)
 
     def close(self) -> None:
         with self._lock:
