@@ -300,9 +300,10 @@ ethics_conditions := object.get(input.ethics_review, "conditions", []) if {
 #
 # A subject is allowed when the request is allowed and the subject's consent passes
 # (always, when consent does not apply). The work is linear in subjects and consents:
-#   1. consented_subjects: one pass over all consents finds the subjects with a valid one;
-#   2. if the request is allowed and every requested subject is among them (or consent
-#      does not apply), every subject gets the same allowed entry;
+#   1. unconsented_subjects: one pass over the requested subjects and their consents finds
+#      the subjects without a valid one;
+#   2. if the request is allowed and there are none (or consent does not apply), every
+#      subject gets the same allowed entry;
 #   3. otherwise each denied subject gets a key (unconsented_keys): the facts of its
 #      consents, what the consent rules look at, with the times already judged ("missing"
 #      when it has no consent record); the reason list of each distinct key is worked out
