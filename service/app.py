@@ -99,7 +99,12 @@ def build_runtime(
 
 
 def decision_pool(settings: Settings) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(settings.decision_threads, thread_name_prefix="decide")
+    """SQLite is read in-process, so a second thread would only queue for the GIL; on
+    PostgreSQL a second one overlaps its network round trips (measured: bench/README.md)."""
+    threads = settings.decision_threads
+    if threads is None:
+        threads = 1 if settings.database_url.startswith("sqlite") else 2
+    return ThreadPoolExecutor(threads, thread_name_prefix="decide")
 
 
 async def record_refusal(runtime: Runtime, request: Request, exc: AccordError) -> None:

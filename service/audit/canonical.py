@@ -3,15 +3,25 @@
 Every audit event is hashed from its canonical bytes, so any verifier that re-encodes the
 event with a conforming JCS implementation gets the same leaf hash: keys sorted by UTF-16
 code units, no insignificant whitespace, ECMAScript number formatting, minimal escaping.
+Events (strings, safe integers, booleans, nulls, ASCII keys) are encoded by orjson, whose
+output is already canonical for such values and ten times faster; anything else goes to
+the rfc8785 reference implementation.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+import orjson
 import rfc8785
 
-__all__ = ["LEAF_PREFIX", "CanonicalizationError", "canonical_json", "leaf_hash"]
+__all__ = [
+    "LEAF_PREFIX",
+    "MAX_SAFE_INTEGER",
+    "CanonicalizationError",
+    "canonical_json",
+    "leaf_hash",
+]
 
 # RFC 9162 §2.1.1 domain separation: leaves are prefixed 0x00, interior nodes 0x01, so a
 # leaf can never be passed off as an interior node (second-preimage resistance).
@@ -27,9 +37,39 @@ def canonical_json(value: object) -> bytes:
     infinities, integers outside ±(2**53 - 1), non-string keys, lone surrogates and
     non-JSON types.
     """
+    if _plain(value):
+        try:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        except orjson.JSONEncodeError:  # e.g. a lone surrogate: rfc8785 says what is wrong
+            pass
     # rfc8785.dumps is typed for JSON values only; the checks above happen inside it.
     result: bytes = rfc8785.dumps(value)  # type: ignore[arg-type]
     return result
+
+
+MAX_SAFE_INTEGER = 2**53 - 1  # I-JSON's exact integers: JCS refuses any beyond
+
+
+def _plain(value: object) -> bool:
+    """Whether orjson's key-sorted compact output is already the JCS form of `value`.
+
+    It is for strings (both escape exactly `"`, `\\` and the C0 controls, the same way),
+    integers within ±(2**53 - 1), booleans, null, and arrays and objects of those whose keys
+    are ASCII. Not for floats (JCS formats numbers as ECMAScript does) nor for other keys
+    (JCS sorts by UTF-16 code units, orjson by code point). Events are plain; the rest goes
+    to the reference implementation. tests/audit/test_canonical.py checks both agree.
+    """
+    if type(value) is str or type(value) is bool or value is None:
+        return True
+    if type(value) is int:
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if type(value) is list:
+        return all(type(item) is str or _plain(item) for item in value)
+    if type(value) is dict:
+        return all(
+            type(key) is str and key.isascii() and _plain(item) for key, item in value.items()
+        )
+    return False
 
 
 def leaf_hash(event_bytes: bytes) -> bytes:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Select, Text, cast, select
 from sqlalchemy.orm import Session
 
-from service.audit.canonical import LEAF_PREFIX, canonical_json
+from service.audit.canonical import LEAF_PREFIX, MAX_SAFE_INTEGER, canonical_json
 from service.audit.models import AuditEvent
 
 __all__ = [
@@ -65,7 +65,6 @@ LEAF_COLUMNS = (
     AuditEvent.leaf_hash,
 )
 SEQ, LEAF = 0, 20
-_MAX_SAFE_INT = 2**53 - 1
 
 
 class _NeedsReference(Exception):
@@ -78,7 +77,7 @@ def _refuse_float(_: str) -> Any:
 
 def _checked_int(text: str) -> int:
     value = int(text)
-    if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+    if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return value
     raise _NeedsReference
 
@@ -148,9 +147,9 @@ _reasons, _minimisation, _ethics, _details = _Memo(), _Memo(), _Memo(), _Memo()
 def _fast_text(row: LeafRow, seq: int) -> str:
     """JCS text of the row's document, for rows the stdlib encoders render exactly."""
     version = row[10]
-    if type(seq) is not int or not 0 <= seq <= _MAX_SAFE_INT:
+    if type(seq) is not int or not 0 <= seq <= MAX_SAFE_INTEGER:
         raise _NeedsReference
-    if version is not None and (type(version) is not int or abs(version) > _MAX_SAFE_INT):
+    if version is not None and (type(version) is not int or abs(version) > MAX_SAFE_INTEGER):
         raise _NeedsReference
     # SQL NULL in a nullable JSON column means JSON null; NOT NULL ones stay None and fail.
     minimisation, ethics_review = row[14], row[15]

@@ -8,6 +8,7 @@ import math
 import struct
 
 import pytest
+import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -162,6 +163,34 @@ json_values = st.recursive(
 def test_encoding_is_valid_json_and_stable(value: object) -> None:
     encoded = canonical_json(value)
     assert canonical_json(json.loads(encoded, parse_int=float)) == encoded
+
+
+# Values shaped like audit events (the fast path's domain), with every kind of string and key
+# that could make orjson's output differ from JCS: controls, non-ASCII, astral characters.
+plain_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.text(),
+    lambda children: (
+        st.lists(children)
+        | st.dictionaries(st.text(alphabet=st.characters(max_codepoint=127)), children)
+    ),
+    max_leaves=30,
+)
+edges = st.integers(min_value=-(2**64), max_value=2**64) | st.sampled_from(["\ud800", 1.5])
+
+
+@given(plain_values | json_values | st.lists(plain_values | edges, max_size=3))
+def test_fast_path_agrees_with_the_reference_implementation(value: object) -> None:
+    """canonical_json encodes plain values with orjson; rfc8785 is the reference."""
+    try:
+        expected = rfc8785.dumps(value)  # type: ignore[arg-type]
+    except CanonicalizationError:
+        with pytest.raises(CanonicalizationError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
 
 
 def test_leaf_hash_is_sha256_of_zero_prefix() -> None:
