@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Annotated, Any
 
@@ -45,7 +46,9 @@ def _decide_then_record(
     request coroutine waits once, and no thread waits for the commit."""
 
     def settle(answer: dict[str, Any] | None, error: BaseException | None) -> None:
-        loop.call_soon_threadsafe(_settle, answered, answer, error)
+        # RuntimeError: the event loop has closed, and nobody waits for this answer.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, answered, answer, error)
 
     try:
         decided = service.decide(runtime, actor, body, idempotency_key)

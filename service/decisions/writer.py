@@ -45,11 +45,18 @@ class _Pending:
     done: Done
 
 
+def _tell(pending: _Pending, seq: int | None, error: BaseException | None) -> None:
+    try:
+        pending.done(seq, error)
+    except Exception as exc:  # a broken callback must not stop the writer
+        log.error("a decision's callback failed: %s", type(exc).__name__)
+
+
 def _fail(group: list[_Pending], exc: BaseException) -> None:
     """Every waiter learns that nothing of its group was recorded."""
     log.error("recording %d decisions failed: %s", len(group), type(exc).__name__)
     for pending in group:
-        pending.done(None, exc)
+        _tell(pending, None, exc)
 
 
 class DecisionWriter:
@@ -128,7 +135,7 @@ class DecisionWriter:
             _fail(group, exc)
             return
         for pending, seq in zip(group, seqs, strict=True):
-            pending.done(seq, None)
+            _tell(pending, seq, None)
 
     def close(self) -> None:
         with self._lock:

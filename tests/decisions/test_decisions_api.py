@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from threading import Event
 from typing import Any
 
 import pytest
@@ -432,3 +433,30 @@ def test_writer_fails_only_the_decision_with_a_duplicate_key(app: FastAPI, agree
     seqs = [seq for n in (0, 2, 3) if (seq := outcomes[n][0]) is not None]
     assert len(seqs) == 3
     assert seqs == sorted(set(seqs))
+
+
+def test_writer_outlives_a_failing_callback(app: FastAPI, agreement: str) -> None:
+    runtime = app.state.runtime
+    actor = Actor(Principal("partner-1", Role.PARTNER, "uni-lab"), None)
+    request = DecisionRequest(
+        agreement_id=agreement, purpose="research", fields=["postcode"], subjects=["x"]
+    )
+    first, second = (service.decide(runtime, actor, request, None).unrecorded for _ in "ab")
+    assert first is not None
+    assert second is not None
+
+    def broken(seq: int | None, error: BaseException | None) -> None:
+        raise RuntimeError("a callback bug")
+
+    recorded = Event()
+    seqs: list[int | None] = []
+
+    def done(seq: int | None, error: BaseException | None) -> None:
+        seqs.append(seq)
+        recorded.set()
+
+    writer = runtime.decision_writer
+    writer.submit(actor, first.event, first.row, first.at, broken)
+    writer.submit(actor, second.event, second.row, second.at, done)
+    assert recorded.wait(10)
+    assert seqs[0] is not None
