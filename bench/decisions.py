@@ -545,30 +545,60 @@ def request_bodies(agreement_id: str, opts: Options) -> tuple[list[str], str]:
     return singles, batch
 
 
-def run_database(kind: str, opts: Options) -> Result:
+@dataclass(frozen=True)
+class Prepared:
+    """A fresh, migrated, seeded database and what the servers and load need for it."""
+
+    label: str
+    workdir: Path
+    url: str
+    env: dict[str, str]  # the servers' environment
+    settings: Settings
+    agreement_id: str  # the demo's active agreement
+    token: str  # the bench partner's bearer token
+    prepare_s: float
+    consents_s: float
+
+
+def prepare(kind: str, opts: Options, stack: contextlib.ExitStack) -> Prepared:
+    """Everything both benchmarks start from; cleaned up when `stack` closes."""
     label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[kind]
+    workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accord-bench-")))
+    url = stack.enter_context(fresh_database(kind, workdir, opts.pg_admin))
+    print(f"\n[{label}] preparing {url}", flush=True)
+    env = {
+        **os.environ,
+        "ACCORD_DATABASE_URL": url,
+        "ACCORD_SWEEP_INTERVAL_SECONDS": "0",
+        # One token drives all the load: the per-client limiter would measure itself.
+        "ACCORD_RATE_LIMIT_PER_SECOND": "0",
+        "ACCORD_LOG_LEVEL": "WARNING",
+    }
+    settings = Settings(database_url=url)
+    started = time.monotonic()
+    run_cli(env, "migrate")
+    seeded = json.loads(run_cli(env, "seed-demo"))
+    prepare_s = time.monotonic() - started
+    started = time.monotonic()
+    seed_bench_consents(url, settings, opts.batch_subjects)
+    consents_s = time.monotonic() - started
+    token = mint_token(
+        settings,
+        subject="bench-partner",
+        role=Role.PARTNER,
+        organisation_id=RECIPIENT,
+        ttl_seconds=3600,
+    )
+    agreement_id = seeded["agreements"]["active"]
+    return Prepared(label, workdir, url, env, settings, agreement_id, token, prepare_s, consents_s)
+
+
+def run_database(kind: str, opts: Options) -> Result:
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accord-bench-")))
-        url = stack.enter_context(fresh_database(kind, workdir, opts.pg_admin))
+        bench = prepare(kind, opts, stack)
+        label, url, env, workdir = bench.label, bench.url, bench.env, bench.workdir
         result = Result(label, url, opts.batch_subjects)
-        print(f"\n[{label}] preparing {url}", flush=True)
-        env = {
-            **os.environ,
-            "ACCORD_DATABASE_URL": url,
-            "ACCORD_SWEEP_INTERVAL_SECONDS": "0",
-            # One token drives all the load: the per-client limiter would measure itself.
-            "ACCORD_RATE_LIMIT_PER_SECOND": "0",
-            "ACCORD_LOG_LEVEL": "WARNING",
-        }
-        settings = Settings(database_url=url)
-        started = time.monotonic()
-        run_cli(env, "migrate")
-        seeded = json.loads(run_cli(env, "seed-demo"))
-        agreement_id = seeded["agreements"]["active"]
-        result.prepare_s = time.monotonic() - started
-        started = time.monotonic()
-        seed_bench_consents(url, settings, opts.batch_subjects)
-        result.consents_s = time.monotonic() - started
+        result.prepare_s, result.consents_s = bench.prepare_s, bench.consents_s
         before = count_records(url)
 
         service = Server("service", "service.main:app", env, workdir / "service.log")
@@ -578,26 +608,8 @@ def run_database(kind: str, opts: Options) -> Result:
         service.wait_ready()
         bare.wait_ready()
 
-        token = mint_token(
-            settings,
-            subject="bench-partner",
-            role=Role.PARTNER,
-            organisation_id=RECIPIENT,
-            ttl_seconds=3600,
-        )
-        singles, batch = request_bodies(agreement_id, opts)
-        timed = {
-            "path": "/v1/decisions",
-            "headers": {"Authorization": f"Bearer {token}"},
-            "bodies": singles,
-            "concurrency": opts.concurrency,
-            "warmup_seconds": opts.warmup,
-            "duration_seconds": opts.duration,
-            "warmup_requests": 0,
-            "requests": 0,
-            "deadline_seconds": 0,
-            "timeout_seconds": 30.0,
-        }
+        singles, batch = request_bodies(bench.agreement_id, opts)
+        timed = timed_spec(bench.token, singles, opts)
         limit = opts.warmup + opts.duration + 90
         print(f"[{label}] bare FastAPI baseline, {opts.duration:g} s", flush=True)
         result.bare = run_load(bare, timed, workdir, limit)
@@ -696,41 +708,17 @@ def grow_log(url: str, settings: Settings, events: int) -> int:
 
 def run_growth(kind: str, opts: Options) -> GrowthResult:
     """The log-growth benchmark (--log-events) on one database."""
-    label = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[kind]
     with contextlib.ExitStack() as stack:
-        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="accord-bench-")))
-        url = stack.enter_context(fresh_database(kind, workdir, opts.pg_admin))
+        bench = prepare(kind, opts, stack)
+        label, url, env, workdir = bench.label, bench.url, bench.env, bench.workdir
         result = GrowthResult(label, url, opts.log_events)
-        print(f"\n[{label}] preparing {url}", flush=True)
-        env = {
-            **os.environ,
-            "ACCORD_DATABASE_URL": url,
-            "ACCORD_SWEEP_INTERVAL_SECONDS": "0",
-            "ACCORD_RATE_LIMIT_PER_SECOND": "0",
-            "ACCORD_LOG_LEVEL": "WARNING",
-        }
-        settings = Settings(database_url=url)
-        started = time.monotonic()
-        run_cli(env, "migrate")
-        seeded = json.loads(run_cli(env, "seed-demo"))
-        agreement_id = seeded["agreements"]["active"]
-        result.prepare_s = time.monotonic() - started
-        started = time.monotonic()
-        seed_bench_consents(url, settings, opts.batch_subjects)
-        result.consents_s = time.monotonic() - started
+        result.prepare_s, result.consents_s = bench.prepare_s, bench.consents_s
 
         bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log")
         stack.callback(bare.stop)
         bare.wait_ready()
-        token = mint_token(
-            settings,
-            subject="bench-partner",
-            role=Role.PARTNER,
-            organisation_id=RECIPIENT,
-            ttl_seconds=3600,
-        )
-        singles, _ = request_bodies(agreement_id, opts)
-        spec = timed_spec(token, singles, opts)
+        singles, _ = request_bodies(bench.agreement_id, opts)
+        spec = timed_spec(bench.token, singles, opts)
 
         result.small = measure_phase(f"{label}, small log", "small", env, bare, spec, workdir, opts)
 
@@ -740,7 +728,7 @@ def run_growth(kind: str, opts: Options) -> GrowthResult:
             flush=True,
         )
         started = time.monotonic()
-        result.bulk_from = grow_log(url, settings, opts.log_events)
+        result.bulk_from = grow_log(url, bench.settings, opts.log_events)
         result.bulk_s = time.monotonic() - started
         print(f"[{label}] loaded in {result.bulk_s:.1f} s; signing a tree head", flush=True)
         started = time.monotonic()

@@ -87,17 +87,6 @@ def head_signature_ok(head: dict[str, Any], jwks: dict[str, Any]) -> bool:
     return True
 
 
-def decide(api: Api, agreement_id: str, subject: str = "subject-1") -> dict[str, Any]:
-    body = {
-        "agreement_id": agreement_id,
-        "purpose": "research.public_health",
-        "fields": ["postcode"],
-        "subjects": [subject],
-    }
-    result: dict[str, Any] = api.ok(api.post("/v1/decisions", "partner", "uni-lab", json=body))
-    return result
-
-
 def sign(api: Api) -> dict[str, Any]:
     head: dict[str, Any] = api.ok(api.post("/v1/audit/tree-heads", "auditor", "council"))
     return head
@@ -107,7 +96,7 @@ def sign(api: Api) -> dict[str, Any]:
 def decision(world: Api, clock: MutableClock) -> dict[str, Any]:
     agreement_id = world.active(clock.now())
     world.consent(clock.now(), "subject-1")
-    return decide(world, agreement_id)
+    return world.decide(agreement_id)
 
 
 def test_a_partner_proves_its_decision_is_in_the_signed_log(
@@ -145,7 +134,7 @@ def test_a_proof_needs_a_head_covering_the_event(world: Api, clock: MutableClock
     agreement_id = world.active(clock.now())
     assert world.get("/v1/audit/tree-heads/latest", "auditor", "council").status_code == 404
     sign(world)
-    seq = decide(world, agreement_id)["audit_seq"]
+    seq = world.decide(agreement_id)["audit_seq"]
     path = f"/v1/audit/events/{seq}/inclusion"
     assert world.get(path, "auditor", "council").status_code == 409
     head = sign(world)

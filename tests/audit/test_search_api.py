@@ -33,28 +33,17 @@ class Log:
     pseudonym: str
 
 
-def decide(api: Api, agreement_id: str, subject: str) -> dict[str, Any]:
-    body = {
-        "agreement_id": agreement_id,
-        "purpose": "research.public_health",
-        "fields": ["postcode"],
-        "subjects": [subject],
-    }
-    result: dict[str, Any] = api.ok(api.post("/v1/decisions", "partner", "uni-lab", json=body))
-    return result
-
-
 @pytest.fixture
 def log(world: Api, clock: MutableClock) -> Log:
     shared = world.active(clock.now())
     other = world.active(clock.now(), providers=["council"])
     world.consent(clock.now(), "subject-1")
-    decide(world, shared, "subject-1")
+    world.decide(shared, "subject-1")
     clock.advance(timedelta(days=1))
     day_two = clock.now().isoformat()
-    denied = decide(world, shared, "subject-2")
+    denied = world.decide(shared, "subject-2")
     assert denied["allow"] is False
-    decide(world, other, "subject-1")
+    world.decide(other, "subject-1")
     reasons = sorted({r["code"] for r in denied["reasons"]} | {
         r["code"] for s in denied["subjects"] for r in s["reasons"]
     })  # fmt: skip

@@ -144,3 +144,15 @@ class Api:
             **overrides,
         }
         return self.ok(self.post("/v1/consents", "partner", org, json=body), 201)
+
+    def decide(self, agreement_id: str, subject: str = "subject-1") -> dict[str, Any]:
+        """uni-lab's partner asks for one subject's postcode for public-health research."""
+        body = {
+            "agreement_id": agreement_id,
+            "purpose": "research.public_health",
+            "fields": ["postcode"],
+            "subjects": [subject],
+        }
+        response = self.post("/v1/decisions", "partner", "uni-lab", json=body)
+        result: dict[str, Any] = self.ok(response)
+        return result
