@@ -6,7 +6,6 @@ import contextlib
 import logging
 import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 from fastapi import APIRouter, FastAPI, Request
@@ -35,6 +34,7 @@ from service.core.observability import Metrics
 from service.core.pseudonym import Pseudonymiser
 from service.core.settings import PolicyEngineKind, Settings
 from service.decisions import bundle
+from service.decisions.decider import Decider
 from service.decisions.engines import PolicyEngine, load_bundle
 from service.decisions.engines.embedded import EmbeddedEngine
 from service.decisions.router import router as decisions_router
@@ -81,7 +81,7 @@ def build_runtime(
     db = build_engine(settings.database_url, settings.database_pool_size)
     read_sessions = session_factory(db, read_only=True)
     sessions = session_factory(db)
-    return Runtime(
+    runtime = Runtime(
         settings=settings,
         db=db,
         sessions=sessions,
@@ -94,17 +94,18 @@ def build_runtime(
         organisations=OrganisationGate(read_sessions),
         taxonomy=TaxonomyCache(read_sessions),
         decision_writer=DecisionWriter(sessions),
-        decision_pool=decision_pool(settings),
     )
+    runtime.decider = Decider(runtime, decision_threads(settings))
+    return runtime
 
 
-def decision_pool(settings: Settings) -> ThreadPoolExecutor:
+def decision_threads(settings: Settings) -> int:
     """SQLite is read in-process, so a second thread would only queue for the GIL; on
     PostgreSQL a second one overlaps its network round trips (measured: bench/README.md)."""
     threads = settings.decision_threads
     if threads is None:
         threads = 1 if settings.database_url.startswith("sqlite") else 2
-    return ThreadPoolExecutor(threads, thread_name_prefix="decide")
+    return threads
 
 
 async def record_refusal(runtime: Runtime, request: Request, exc: AccordError) -> None:
@@ -173,7 +174,6 @@ def create_app(
             registry.ensure_operator(session, settings.operator_org, runtime.clock.now())
             registry.install_default_taxonomy(session)
         bundle.record_loaded(runtime, Actor(SYSTEM, None))
-        runtime.decision_pool = decision_pool(settings)  # a fresh one each time the app starts
         stop = threading.Event()
         sweeper = None
         if settings.sweep_interval_seconds > 0:
@@ -195,7 +195,7 @@ def create_app(
             for thread in (sweeper, signer):
                 if thread is not None:
                     thread.join(timeout=5)
-            runtime.decision_pool.shutdown(wait=True, cancel_futures=True)
+            runtime.decider.close()
             runtime.decision_writer.close()
             runtime.policy.close()
             runtime.db.dispose()

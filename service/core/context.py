@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +17,9 @@ from service.decisions.engines.base import PolicyEngine
 from service.decisions.writer import DecisionWriter
 from service.registry.gate import OrganisationGate
 from service.registry.snapshot import TaxonomyCache
+
+if TYPE_CHECKING:  # the decider runs decisions, which need the runtime
+    from service.decisions.decider import Decider
 
 
 @dataclass
@@ -33,6 +36,6 @@ class Runtime:
     organisations: OrganisationGate
     taxonomy: TaxonomyCache
     decision_writer: DecisionWriter
-    # Decisions run here, not on the shared request thread pool: a few threads keep the GIL
-    # hand-offs (and the per-thread policy engines) few; more would only queue on the GIL.
-    decision_pool: ThreadPoolExecutor
+    # Decisions run on their own threads, not on the shared request thread pool: a few
+    # threads keep the GIL hand-offs (and the per-thread policy engines) few.
+    decider: Decider = field(init=False)

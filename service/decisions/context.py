@@ -1,8 +1,9 @@
-"""Builds the policy input document: everything the policy needs, nothing it must fetch.
+"""Builds policy input documents: everything the policy needs, nothing it must fetch.
 
-Read with two Core queries in one read-only transaction: the agreement version decisions
-are made under with its parties and its latest ethics review (one row per party), then the
-subjects' consents; the taxonomy comes from the process's snapshot.
+Requests decided together are read together, with Core queries in one read-only
+transaction: per agreement, the version decisions are made under with its parties and its
+latest ethics review (one row per party), then its requests' subjects' consents in one
+query; the taxonomy comes from the process's snapshot.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select
+from sqlalchemy import Connection, and_, bindparam, func, select
 from sqlalchemy.orm import Session, aliased
 
 from service.agreements import service as agreements
@@ -85,68 +86,106 @@ _AGREEMENT = (
 )
 
 
-def build_context(
-    session: Session,
-    snapshot: TaxonomySnapshot,
-    *,
-    principal: Principal,
-    agreement_id: str,
-    purpose: str,
-    fields: list[str],
-    pseudonyms: list[str] | None,
-    cohort_size: int | None,
-    now: datetime,
-) -> DecisionContext:
-    agreement: dict[str, Any] | None = None
-    review_doc = review_audit = None
-    consents_by_subject: dict[str, list[dict[str, Any]]] = {}
-    connection = session.connection()
+@dataclass(frozen=True, slots=True)
+class Wanted:
+    """One request's part of a context read: who asks, under which agreement, for what."""
+
+    principal: Principal
+    agreement_id: str
+    purpose: str
+    fields: list[str]
+    pseudonyms: list[str] | None
+    cohort_size: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class _AgreementRead:
+    document: dict[str, Any]
+    version: int
+    parties: frozenset[str]
+    review_doc: dict[str, Any] | None
+    review_audit: dict[str, Any] | None
+
+
+def _read_agreement(connection: Connection, agreement_id: str) -> _AgreementRead | None:
     rows = connection.execute(_AGREEMENT, {"agreement_id": agreement_id}).all()
-    version = rows[0] if rows else None
-    if version is not None:
-        parties = [(row.party, row.party_role) for row in rows if row.party is not None]
-        agreement = agreements.policy_document(
-            version,
-            sorted(o for o, role in parties if role == "provider"),
-            sorted(o for o, role in parties if role == "recipient"),
-        )
-        if version.review_id is not None:
-            review_doc = {
-                "id": version.review_id,
-                "outcome": version.review_outcome,
-                "conditions": list(version.review_conditions),
-                "reference": version.review_reference,
-                "valid_from_ns": to_ns(version.review_from),
-                "valid_until_ns": to_ns(version.review_until),
-            }
-            review_audit = {
-                **{k: v for k, v in review_doc.items() if not k.endswith("_ns")},
-                "valid_from": iso(version.review_from),
-                "valid_until": iso(version.review_until),
-            }
-        if pseudonyms:
-            consents_by_subject = consents.for_decision(
-                connection, pseudonyms, {o for o, _ in parties}
+    if not rows:
+        return None
+    version = rows[0]
+    parties = [(row.party, row.party_role) for row in rows if row.party is not None]
+    review_doc = review_audit = None
+    if version.review_id is not None:
+        review_doc = {
+            "id": version.review_id,
+            "outcome": version.review_outcome,
+            "conditions": list(version.review_conditions),
+            "reference": version.review_reference,
+            "valid_from_ns": to_ns(version.review_from),
+            "valid_until_ns": to_ns(version.review_until),
+        }
+        review_audit = {
+            **{k: v for k, v in review_doc.items() if not k.endswith("_ns")},
+            "valid_from": iso(version.review_from),
+            "valid_until": iso(version.review_until),
+        }
+    document = agreements.policy_document(
+        version,
+        sorted(o for o, role in parties if role == "provider"),
+        sorted(o for o, role in parties if role == "recipient"),
+    )
+    return _AgreementRead(
+        document, version.version, frozenset(o for o, _ in parties), review_doc, review_audit
+    )
+
+
+def build_contexts(
+    session: Session, snapshot: TaxonomySnapshot, wanted: list[Wanted], now: datetime
+) -> list[DecisionContext]:
+    """The policy inputs of several requests decided at `now`, read together: each agreement
+    once, and each agreement's consents in one query for all its requests' subjects."""
+    connection = session.connection()
+    read: dict[str, _AgreementRead | None] = {}
+    for want in wanted:
+        if want.agreement_id not in read:
+            read[want.agreement_id] = _read_agreement(connection, want.agreement_id)
+    held: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for agreement_id, agreement in read.items():
+        subjects = [p for w in wanted if w.agreement_id == agreement_id for p in w.pseudonyms or ()]
+        if agreement is not None and subjects:
+            held[agreement_id] = consents.for_decision(connection, subjects, agreement.parties)
+    now_ns = to_ns(now)
+    sensitive = list(snapshot.sensitive_categories)
+    contexts = []
+    for want in wanted:
+        agreement = read[want.agreement_id]
+        pseudonyms = want.pseudonyms
+        by_subject = held.get(want.agreement_id, {})
+        document = {
+            "now_ns": now_ns,
+            "principal": {
+                "subject": want.principal.subject,
+                "role": want.principal.role.value,
+                "organisation": want.principal.organisation_id,
+            },
+            "request": {
+                "kind": "subjects" if pseudonyms is not None else "aggregate",
+                "purpose": want.purpose,
+                "fields": want.fields,
+                "subjects": pseudonyms or [],
+                "cohort_size": want.cohort_size,
+            },
+            "purpose_lineage": snapshot.purpose_lineage(want.purpose),
+            "catalogue": snapshot.catalogue(want.fields),
+            "sensitive_categories": sensitive,
+            "agreement": agreement.document if agreement else None,
+            "ethics_review": agreement.review_doc if agreement else None,
+            "consents": {p: by_subject[p] for p in pseudonyms or () if p in by_subject},
+        }
+        contexts.append(
+            DecisionContext(
+                document,
+                agreement.version if agreement else None,
+                agreement.review_audit if agreement else None,
             )
-    document = {
-        "now_ns": to_ns(now),
-        "principal": {
-            "subject": principal.subject,
-            "role": principal.role.value,
-            "organisation": principal.organisation_id,
-        },
-        "request": {
-            "kind": "subjects" if pseudonyms is not None else "aggregate",
-            "purpose": purpose,
-            "fields": fields,
-            "subjects": pseudonyms or [],
-            "cohort_size": cohort_size,
-        },
-        "purpose_lineage": snapshot.purpose_lineage(purpose),
-        "catalogue": snapshot.catalogue(fields),
-        "sensitive_categories": list(snapshot.sensitive_categories),
-        "agreement": agreement,
-        "ethics_review": review_doc,
-        "consents": consents_by_subject,
-    }
-    return DecisionContext(document, version.version if version else None, review_audit)
+        )
+    return contexts

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
-from sqlalchemy.exc import IntegrityError
 
 from service.core.context import Runtime
 from service.core.deps import ANY_ROLE, Actor, SessionDep, roles
@@ -31,53 +29,6 @@ Partner = Annotated[Principal, Depends(roles(Role.PARTNER))]
 Reader = Annotated[Principal, Depends(roles(*ANY_ROLE))]
 Auditor = Annotated[Principal, Depends(roles(Role.AUDITOR, Role.ADMIN))]
 DecisionId = Annotated[str, Path(max_length=36)]
-
-
-def _decide_then_record(
-    loop: asyncio.AbstractEventLoop,
-    answered: asyncio.Future[dict[str, Any]],
-    runtime: Runtime,
-    actor: Actor,
-    body: DecisionRequest,
-    idempotency_key: str | None,
-) -> None:
-    """On a decision thread: decide, then hand the decision to the writer. `answered` gets
-    the answer once the decision and its audit event are committed, or the error; the
-    request coroutine waits once, and no thread waits for the commit."""
-
-    def settle(answer: dict[str, Any] | None, error: BaseException | None) -> None:
-        # RuntimeError: the event loop has closed, and nobody waits for this answer.
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_settle, answered, answer, error)
-
-    try:
-        decided = service.decide(runtime, actor, body, idempotency_key)
-    except Exception as exc:
-        settle(None, exc)
-        return
-    unrecorded = decided.unrecorded
-    if unrecorded is None:  # a replay of a stored decision
-        settle(decided.answer, None)
-        return
-    started = time.perf_counter()
-    fingerprint = unrecorded.row["request_fingerprint"]
-
-    def replay(key: str) -> None:  # the same key sent twice at once: the first one stands
-        try:
-            settle(service.replayed(runtime, actor.principal, key, fingerprint), None)
-        except Exception as exc:
-            settle(None, exc)
-
-    def recorded(seq: int | None, error: BaseException | None) -> None:  # writer thread
-        if seq is not None:
-            service.recorded(runtime, decided, seq, time.perf_counter() - started)
-            settle(decided.answer, None)
-        elif isinstance(error, IntegrityError) and idempotency_key is not None:
-            runtime.decision_pool.submit(replay, idempotency_key)
-        else:
-            settle(None, error)
-
-    runtime.decision_writer.submit(actor, unrecorded.event, unrecorded.row, unrecorded.at, recorded)
 
 
 def _settle(
@@ -124,9 +75,13 @@ async def decide(
     # A decision thread reads the context and evaluates the policy; the writer thread commits.
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[dict[str, Any]] = loop.create_future()
-    runtime.decision_pool.submit(
-        _decide_then_record, loop, answered, runtime, Actor(principal, rid), body, idempotency_key
-    )
+
+    def settle(answer: dict[str, Any] | None, error: BaseException | None) -> None:
+        # RuntimeError: the event loop has closed, and nobody waits for this answer.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, answered, answer, error)
+
+    runtime.decider.submit(service.Ask(Actor(principal, rid), body, idempotency_key), settle)
     late = Unavailable("the decision could not be made and recorded in time")
     deadline = loop.call_later(runtime.decision_writer.wait_seconds, _settle, answered, None, late)
     try:

@@ -29,7 +29,7 @@ from service.core.context import Runtime
 from service.core.deps import Actor
 from service.core.errors import Conflict, NotFound, Unavailable
 from service.core.identity import Principal, Role
-from service.decisions.context import build_context
+from service.decisions.context import DecisionContext, Wanted, build_contexts
 from service.decisions.engines import PolicyError
 from service.decisions.engines.base import DECISION_ENTRYPOINT
 from service.decisions.models import Decision
@@ -176,41 +176,93 @@ def previous_answer(
     return stored_answer(previous)
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One decision request, as a decision thread takes it."""
+
+    actor: Actor
+    request: DecisionRequest
+    idempotency_key: str | None
+
+
 def decide(
     runtime: Runtime, actor: Actor, request: DecisionRequest, idempotency_key: str | None
 ) -> Decided:
-    """Decide (context, then policy) without recording: see `recorded`."""
-    principal = actor.principal
-    pseudonyms = (
-        [runtime.pseudonymise(s) for s in request.subjects]
-        if request.subjects is not None
-        else None
-    )
-    fingerprint = _fingerprint(request, pseudonyms)
+    """Decide one request (context, then policy) without recording: see `recorded`."""
+    outcome = decide_group(runtime, [Ask(actor, request, idempotency_key)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]:
+    """Decide requests that arrived together, at one `now` and on one read of the database
+    taken after they all arrived; without recording: see `recorded`. Each gets its own
+    decision, or the error that kept it from one (an idempotency key reused for another
+    request); a failed read fails them all (it raises)."""
+    pseudonymise = runtime.pseudonymise
+    pseudonyms = [
+        None if a.request.subjects is None else [pseudonymise(s) for s in a.request.subjects]
+        for a in asks
+    ]
+    fingerprints = [_fingerprint(a.request, p) for a, p in zip(asks, pseudonyms, strict=True)]
+    outcomes: list[Decided | Exception | None] = [None] * len(asks)
     now = runtime.clock.now()
     with runtime.read_sessions() as reader:
         if runtime.db.dialect.name == "postgresql":
             # Under READ COMMITTED each statement takes its own snapshot even inside a
             # transaction, so a transaction buys nothing here but BEGIN and ROLLBACK, two
-            # round trips per decision.
+            # round trips per group.
             reader.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        if idempotency_key is not None:
-            previous = previous_answer(reader, principal, idempotency_key, fingerprint)
-            if previous is not None:
-                return Decided(previous)
-        context = build_context(
-            reader,
-            runtime.taxonomy.get(reader),
-            principal=principal,
-            agreement_id=request.agreement_id,
-            purpose=request.purpose,
-            fields=list(request.fields),
-            pseudonyms=pseudonyms,
-            cohort_size=request.aggregate.cohort_size if request.aggregate else None,
-            now=now,
-        )
+        fresh = []
+        for n, ask in enumerate(asks):
+            if ask.idempotency_key is not None:
+                try:
+                    previous = previous_answer(
+                        reader, ask.actor.principal, ask.idempotency_key, fingerprints[n]
+                    )
+                except Conflict as exc:
+                    outcomes[n] = exc
+                    continue
+                if previous is not None:
+                    outcomes[n] = Decided(previous)
+                    continue
+            fresh.append(n)
+        wanted = [_wanted(asks[n], pseudonyms[n]) for n in fresh]
+        contexts = build_contexts(reader, runtime.taxonomy.get(reader), wanted, now)
+    for n, context in zip(fresh, contexts, strict=True):
+        try:
+            outcomes[n] = _decided(
+                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now
+            )
+        except Exception as exc:  # this request's answer could not be made: no answer
+            outcomes[n] = exc
+    return [o for o in outcomes if o is not None]
+
+
+def _wanted(ask: Ask, pseudonyms: list[str] | None) -> Wanted:
+    request = ask.request
+    return Wanted(
+        principal=ask.actor.principal,
+        agreement_id=request.agreement_id,
+        purpose=request.purpose,
+        fields=list(request.fields),
+        pseudonyms=pseudonyms,
+        cohort_size=request.aggregate.cohort_size if request.aggregate else None,
+    )
+
+
+def _decided(
+    runtime: Runtime,
+    ask: Ask,
+    subjects: list[str],
+    fingerprint: str,
+    context: DecisionContext,
+    now: datetime,
+) -> Decided:
+    """Evaluate the policy on a context and make the answer, audit event and row."""
+    request, principal = ask.request, ask.actor.principal
     document = context.document
-    subjects = pseudonyms or []
     policy, metrics = runtime.policy, runtime.metrics
     revision = policy.revision
     evaluation_started = time.perf_counter()
@@ -282,7 +334,7 @@ def decide(
         "policy_revision": revision,
         "engine": policy.name,
         "input_document": document,
-        "idempotency_key": idempotency_key,
+        "idempotency_key": ask.idempotency_key,
         "request_fingerprint": fingerprint,
         "decided_at": now,
     }

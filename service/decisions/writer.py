@@ -1,11 +1,12 @@
 """Group commit for decisions: one transaction, one fsync, for every decision waiting.
 
-Requests hand their (audit event, decision row) to a single writer thread with a callback.
-The writer takes everything queued, reserves that many leaf indexes, inserts the events and
-decisions, commits, and only then calls back: each answer still leaves after its own
-decision is durable, but concurrent decisions share the commit instead of queueing one by
-one on the audit head's lock. No thread waits meanwhile, so a group is as large as the
-number of decisions in flight, not the number of decision threads.
+Decision threads hand (audit event, decision row) pairs, with a callback each, to a single
+writer thread, a decided group at a time. The writer takes everything queued, reserves that
+many leaf indexes, inserts the events and decisions, commits, and only then calls back:
+each answer still leaves after its own decision is durable, but concurrent decisions share
+the commit instead of queueing one by one on the audit head's lock. No thread waits
+meanwhile, so a group is as large as the number of decisions in flight, not the number of
+decision threads.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ class DecisionWriter:
         self._sessions = sessions
         self._max_group = max_group
         self._wait = wait_seconds
-        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -84,8 +85,14 @@ class DecisionWriter:
         done: Done,
     ) -> None:
         """Queue one decision and its audit event; `done` learns the outcome."""
+        self.submit_many([(actor, record, row, at, done)])
+
+    def submit_many(
+        self, decisions: list[tuple[Actor, audit.EventRecord, dict[str, Any], datetime, Done]]
+    ) -> None:
+        """Queue decisions that are committed together (unless a group is full)."""
         self._ensure_started()
-        self._queue.put(_Pending(actor, record, row, at, done))
+        self._queue.put([_Pending(*decision) for decision in decisions])
 
     def _ensure_started(self) -> None:
         if self._thread is not None:
@@ -102,7 +109,7 @@ class DecisionWriter:
             first = self._queue.get()
             if first is None:
                 return
-            group = [first]
+            group = list(first)
             while len(group) < self._max_group:
                 try:
                     item = self._queue.get_nowait()
@@ -111,7 +118,7 @@ class DecisionWriter:
                 if item is None:
                     self._queue.put(None)  # stop after this group
                     break
-                group.append(item)
+                group.extend(item)
             self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:

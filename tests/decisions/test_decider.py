@@ -1,0 +1,193 @@
+"""Decision threads: requests that wait are decided together, each with its own answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
+
+from service.app import decision_threads
+from service.core.identity import Actor, Principal, Role
+from service.core.settings import Environment, Settings
+from service.decisions import service
+from service.decisions.decider import Decider
+from service.decisions.schemas import DecisionRequest
+from tests.support.api import Api
+from tests.support.clock import MutableClock
+
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.mark.parametrize(
+    ("url", "configured", "threads"),
+    [
+        ("sqlite:///accord.db", None, 1),
+        ("postgresql+psycopg://accord@db/accord", None, 2),
+        ("sqlite:///accord.db", 3, 3),
+        ("postgresql+psycopg://accord@db/accord", 1, 1),
+    ],
+)
+def test_decision_threads(url: str, configured: int | None, threads: int) -> None:
+    settings = Settings(environment=Environment.TEST, database_url=url, decision_threads=configured)
+    assert decision_threads(settings) == threads
+
+
+@pytest.fixture
+def agreement(world: Api, clock: MutableClock) -> str:
+    agreement_id = world.active(
+        clock.now(), purposes=[{"purpose": "research", "fields": ["postcode"]}]
+    )
+    world.consent(clock.now(), "subject-1")
+    return agreement_id
+
+
+def ask(
+    agreement_id: str, org: str = "uni-lab", key: str | None = None, **body: Any
+) -> service.Ask:
+    request = DecisionRequest.model_validate(
+        {"agreement_id": agreement_id, "purpose": "research", "fields": ["postcode"], **body}
+    )
+    return service.Ask(Actor(Principal("partner-1", Role.PARTNER, org), None), request, key)
+
+
+class Answers:
+    """Collects the answers `Decider.submit` calls back with."""
+
+    def __init__(self) -> None:
+        self.got: dict[int, tuple[dict[str, Any] | None, BaseException | None]] = {}
+        self._all = threading.Condition()
+
+    def callback(self, n: int) -> Callable[[dict[str, Any] | None, BaseException | None], None]:
+        def answered(answer: dict[str, Any] | None, error: BaseException | None) -> None:
+            with self._all:
+                self.got[n] = (answer, error)
+                self._all.notify_all()
+
+        return answered
+
+    def wait(self, count: int) -> None:
+        with self._all:
+            assert self._all.wait_for(lambda: len(self.got) >= count, timeout=20)
+
+
+class Gate:
+    """Wraps `service.decide_group`: records each group's size; the first group waits
+    until released, so that what is submitted meanwhile queues behind it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_first: bool = False) -> None:
+        self.sizes: list[int] = []
+        self.entered, self.release = threading.Event(), threading.Event()
+        self._real, self._fail_first = service.decide_group, fail_first
+        monkeypatch.setattr(service, "decide_group", self)
+
+    def __call__(self, runtime: Any, asks: list[service.Ask]) -> Any:
+        self.sizes.append(len(asks))
+        if len(self.sizes) == 1:
+            self.entered.set()
+            assert self.release.wait(20)
+            if self._fail_first:
+                raise OperationalError("SELECT", {}, Exception("database is gone"))
+        return self._real(runtime, asks)
+
+
+def codes(answer: dict[str, Any] | None) -> list[str]:
+    assert answer is not None
+    return [r["code"] for r in answer["reasons"]] + [
+        r["code"] for s in answer["subjects"] for r in s["reasons"]
+    ]
+
+
+def test_waiting_requests_are_decided_together_each_with_its_own_answer(
+    app: FastAPI, agreement: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(monkeypatch)
+    decider: Decider = app.state.runtime.decider
+    answers = Answers()
+    decider.submit(ask(agreement, subjects=["subject-1"]), answers.callback(0))
+    assert gate.entered.wait(20)
+    queued = [
+        ask(agreement, subjects=["subject-2"]),  # no consent
+        ask(agreement, org="health-trust", subjects=["subject-1"]),  # a provider, not recipient
+        ask(agreement, aggregate={"cohort_size": 50}),
+        ask(UNKNOWN, subjects=["subject-1"]),
+        ask(agreement, key="k-1", subjects=["subject-1", "subject-2"]),
+    ]
+    for n, queued_ask in enumerate(queued, start=1):
+        decider.submit(queued_ask, answers.callback(n))
+    gate.release.set()
+    answers.wait(6)
+
+    assert gate.sizes == [1, 5]
+    assert all(error is None for _, error in answers.got.values())
+    got = {n: answer for n, (answer, _) in answers.got.items()}
+    assert [got[n]["allow"] for n in range(6)] == [True, False, False, True, False, False]
+    assert "consent_missing" in codes(got[1])
+    assert "caller_not_recipient" in codes(got[2])
+    assert got[3]["subjects"] == []
+    assert "agreement_not_found" in codes(got[4])
+    assert [s["allow"] for s in got[5]["subjects"]] == [True, False]
+    decisions = {answer["decision_id"] for answer in got.values()}
+    seqs = {answer["audit_seq"] for answer in got.values()}
+    assert len(decisions) == len(seqs) == 6
+
+
+def test_a_large_batch_is_decided_apart_from_the_requests_behind_it(
+    app: FastAPI, agreement: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(monkeypatch)
+    decider = Decider(app.state.runtime, threads=1, max_group=3, max_subjects=10)
+    answers = Answers()
+    try:
+        decider.submit(ask(agreement, subjects=["subject-1"]), answers.callback(0))
+        assert gate.entered.wait(20)
+        decider.submit(ask(agreement, subjects=[f"s-{n}" for n in range(20)]), answers.callback(1))
+        for n in range(2, 6):
+            decider.submit(ask(agreement, subjects=["subject-1"]), answers.callback(n))
+        decider.submit(ask(agreement, subjects=[f"s-{n}" for n in range(10)]), answers.callback(6))
+        gate.release.set()
+        answers.wait(7)
+    finally:
+        decider.close()
+    # The batch alone; at most three requests a group; ten subjects do not fit with one.
+    assert gate.sizes == [1, 1, 3, 1, 1]
+    assert all(answer is not None for answer, _ in answers.got.values())
+
+
+def test_a_failed_read_fails_its_group_and_the_next_group_is_decided(
+    app: FastAPI, agreement: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = Gate(monkeypatch, fail_first=True)
+    decider: Decider = app.state.runtime.decider
+    answers = Answers()
+    decider.submit(ask(agreement, subjects=["subject-1"]), answers.callback(0))
+    assert gate.entered.wait(20)
+    gate.release.set()
+    answers.wait(1)
+    decider.submit(ask(agreement, subjects=["subject-1"]), answers.callback(1))
+    answers.wait(2)
+    failed, error = answers.got[0]
+    assert failed is None
+    assert isinstance(error, OperationalError)
+    answer, error = answers.got[1]
+    assert error is None
+    assert answer is not None
+    assert answer["allow"] is True
+
+
+def test_a_broken_callback_does_not_stop_the_decision_threads(
+    app: FastAPI, agreement: str
+) -> None:
+    decider: Decider = app.state.runtime.decider
+    answers = Answers()
+
+    def broken(answer: dict[str, Any] | None, error: BaseException | None) -> None:
+        raise RuntimeError("a callback bug")
+
+    decider.submit(ask(agreement, subjects=["subject-1"]), broken)
+    decider.submit(ask(agreement, subjects=["subject-1"]), answers.callback(0))
+    answers.wait(1)
+    assert answers.got[0][1] is None
