@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 
@@ -20,3 +22,9 @@ def test_request_id_is_echoed_when_well_formed(client: TestClient) -> None:
     assert replaced.headers["x-request-id"] != "bad id\twith spaces"
     problem = client.get("/v1/purposes", headers={"X-Request-ID": "trace-9"})
     assert problem.json()["request_id"] == "trace-9"
+
+
+def test_generated_request_ids_are_distinct_and_well_formed(client: TestClient) -> None:
+    ids = [client.get("/healthz").headers["x-request-id"] for _ in range(20)]
+    assert len(set(ids)) == len(ids)
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in ids)

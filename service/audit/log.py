@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, update
@@ -44,8 +45,9 @@ class EventRecord:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
-def event_document(event: AuditEvent) -> dict[str, Any]:
-    """The exact document a leaf hashes (RFC 8785 canonical JSON of this)."""
+def event_document(event: AuditEvent | SimpleNamespace) -> dict[str, Any]:
+    """The exact document a leaf hashes (RFC 8785 canonical JSON of this): of a stored
+    event, or of a new event's columns as attributes."""
     return {
         "seq": event.seq,
         "event_id": event.event_id,
@@ -74,9 +76,6 @@ def event_document(event: AuditEvent) -> dict[str, Any]:
     }
 
 
-_COLUMNS = [column.key for column in AuditEvent.__table__.columns]
-
-
 _RESERVE = (
     update(AuditHead)
     .where(AuditHead.id == 1)
@@ -97,29 +96,31 @@ def _reserve(session: Session, count: int) -> int:
     return int(new_size) - count
 
 
-def _event(actor: Actor, record: EventRecord, at: datetime) -> AuditEvent:
+def _event_row(actor: Actor, record: EventRecord, at: datetime) -> dict[str, Any]:
+    """The new event's columns but `seq` and `leaf_hash` (plain values: an ORM object
+    per event would cost more than hashing and inserting it)."""
     principal = actor.principal
-    return AuditEvent(
-        event_id=str(uuid.uuid4()),
-        occurred_at=iso(at),
-        action=record.action.value,
-        actor_subject=principal.subject,
-        actor_role=principal.role.value,
-        actor_org=principal.organisation_id,
-        resource_type=record.resource_type,
-        resource_id=record.resource_id,
-        agreement_id=record.agreement_id,
-        agreement_version=record.agreement_version,
-        purpose=record.purpose,
-        outcome=record.outcome.value,
-        reasons=list(record.reasons),
-        minimisation=dict(record.minimisation) if record.minimisation is not None else None,
-        ethics_review=dict(record.ethics_review) if record.ethics_review is not None else None,
-        policy_revision=record.policy_revision,
-        request_id=actor.request_id,
-        subjects=list(record.subjects),
-        details=dict(record.details),
-    )
+    return {
+        "event_id": str(uuid.uuid4()),
+        "occurred_at": iso(at),
+        "action": record.action.value,
+        "actor_subject": principal.subject,
+        "actor_role": principal.role.value,
+        "actor_org": principal.organisation_id,
+        "resource_type": record.resource_type,
+        "resource_id": record.resource_id,
+        "agreement_id": record.agreement_id,
+        "agreement_version": record.agreement_version,
+        "purpose": record.purpose,
+        "outcome": record.outcome.value,
+        "reasons": list(record.reasons),
+        "minimisation": dict(record.minimisation) if record.minimisation is not None else None,
+        "ethics_review": dict(record.ethics_review) if record.ethics_review is not None else None,
+        "policy_revision": record.policy_revision,
+        "request_id": actor.request_id,
+        "subjects": list(record.subjects),
+        "details": dict(record.details),
+    }
 
 
 def append_many(
@@ -131,18 +132,18 @@ def append_many(
     locked only for the hashing and the inserts.
     """
     session.flush()  # the caller's pending changes, before the head row is locked
-    events = [_event(actor, record, at) for actor, record, at in entries]
-    first = _reserve(session, len(events))
+    rows = [_event_row(actor, record, at) for actor, record, at in entries]
+    first = _reserve(session, len(rows))
     subjects: list[tuple[int, str]] = []
-    for offset, event in enumerate(events):
-        event.seq = first + offset
-        event.leaf_hash = leaf_hash(canonical_json(event_document(event)))
-        subjects.extend((event.seq, p) for p in dict.fromkeys(event.subjects))
+    for seq, row in enumerate(rows, start=first):
+        row["seq"] = seq
+        row["leaf_hash"] = leaf_hash(canonical_json(event_document(SimpleNamespace(**row))))
+        subjects.extend((seq, p) for p in dict.fromkeys(row["subjects"]))
     connection = session.connection()
-    connection.execute(_INSERT_EVENT, [{c: getattr(e, c) for c in _COLUMNS} for e in events])
+    connection.execute(_INSERT_EVENT, rows)
     if subjects:
         _insert_subjects(connection, subjects)
-    return [event.seq for event in events]
+    return [row["seq"] for row in rows]
 
 
 def _insert_subjects(connection: Connection, rows: list[tuple[int, str]]) -> None:

@@ -40,12 +40,13 @@ _bearer = HTTPBearer(auto_error=False, description="JWT issued for Accord")
 
 async def get_principal(
     request: Request,
-    runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The verified caller; runs on the event loop (no thread hop) unless a lookup is due."""
+    """The verified caller; runs on the event loop (no thread hop) unless a lookup is due.
+    (The runtime straight from the app: every dependency FastAPI solves costs per request.)"""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("a bearer token is required")
+    runtime: Runtime = request.app.state.runtime
     principal = runtime.verifier.verify(credentials.credentials)
     enabled = runtime.organisations.enabled(principal.organisation_id)
     if enabled is None:

@@ -6,13 +6,15 @@ One pure-ASGI middleware rather than several `BaseHTTPMiddleware`s: it sits on t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import re
+import secrets
 import threading
 import time
-import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from service.core.errors import PROBLEM_MEDIA_TYPE, TYPE_BASE
@@ -53,6 +55,13 @@ def _client_key(scope: Scope) -> str:
     return "a:" + (client[0] if client else "unknown")
 
 
+def _request_ids() -> Iterator[str]:
+    """Request ids unique across processes and restarts: a random 64-bit prefix per
+    process, then a counter (a uuid4 per request costs a getrandom() system call)."""
+    prefix = secrets.token_hex(8)
+    return (f"{prefix}{n:016x}" for n in itertools.count())
+
+
 def _header(scope: Scope, wanted: bytes) -> str:
     for name, value in scope["headers"]:
         if name == wanted:
@@ -74,6 +83,7 @@ class EdgeMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.buckets = TokenBuckets(rate_per_second, burst) if rate_per_second > 0 else None
+        self._request_ids = _request_ids()
 
     async def _reject(
         self,
@@ -114,7 +124,7 @@ class EdgeMiddleware:
             return
         started = time.perf_counter()
         supplied = _header(scope, b"x-request-id")
-        rid = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+        rid = supplied if _REQUEST_ID.match(supplied) else next(self._request_ids)
         scope.setdefault("state", {})["request_id"] = rid
         status_seen = {"status": 500}
 
