@@ -73,6 +73,12 @@ def roles(*allowed: Role) -> RoleGuard:
     return RoleGuard(*allowed)
 
 
+async def authenticate(request: Request, guard: RoleGuard) -> Principal:
+    """What a `Depends(guard)` parameter resolves to, for a route that reads its own
+    request (the decision endpoint): the same bearer scheme, verification and role check."""
+    return await guard(await get_principal(request, await _bearer(request)))
+
+
 ANY_ROLE = tuple(Role)
 
 __all__ = ["Actor", "RuntimeDep", "SessionDep", "request_id", "roles"]

@@ -1,16 +1,28 @@
-"""The decision endpoint partner systems call before every exchange."""
+"""The decision endpoint partner systems call before every exchange.
+
+`POST /v1/decisions` is documented like every route, from `decide`'s signature, but served
+by `DecisionRoute`: on the hot path FastAPI's per-request dependency solving and body
+handling cost the event loop as much as a decision's own share of it (bench/README.md), so
+the route authenticates with the same guard and validates the `Idempotency-Key` header and
+the body with the same constraints and model itself, raising the same errors.
+tests/decisions/test_decision_route.py holds it to what FastAPI would answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import Field, TypeAdapter, ValidationError
 
 from service.core.context import Runtime
-from service.core.deps import ANY_ROLE, Actor, SessionDep, roles
+from service.core.deps import ANY_ROLE, Actor, SessionDep, authenticate, roles
 from service.core.errors import (
     Conflict,
     Forbidden,
@@ -25,7 +37,8 @@ from service.decisions.schemas import DecisionInput, DecisionRead, DecisionReque
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
-Partner = Annotated[Principal, Depends(roles(Role.PARTNER))]
+_partner = roles(Role.PARTNER)
+Partner = Annotated[Principal, Depends(_partner)]
 Reader = Annotated[Principal, Depends(roles(*ANY_ROLE))]
 Auditor = Annotated[Principal, Depends(roles(Role.AUDITOR, Role.ADMIN))]
 DecisionId = Annotated[str, Path(max_length=36)]
@@ -48,26 +61,23 @@ def _json(answer: dict[str, Any]) -> Response:
     return Response(content=orjson.dumps(answer), media_type="application/json")
 
 
-@router.post(
-    "",
-    summary="Decide whether the caller may receive these fields for this purpose",
-    description=(
-        "Evaluated by the Rego bundle in `policies/`; answered only after the decision and its "
-        "audit event are committed. A repeated `Idempotency-Key` returns the same decision."
-    ),
-    response_model=DecisionRead,
-    responses=problem_responses(Forbidden, Conflict, InvalidRequest, Unavailable),
-)
+_KEY_LIMITS: dict[str, Any] = {"min_length": 1, "max_length": 200}
+_IDEMPOTENCY_KEY: TypeAdapter[str] = TypeAdapter(Annotated[str, Field(**_KEY_LIMITS)])
+
+
 async def decide(
     body: DecisionRequest,
     request: Request,
     principal: Partner,
-    idempotency_key: Annotated[
-        str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
-    ] = None,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", **_KEY_LIMITS)] = None,
 ) -> Response:
-    # The runtime and request id straight from the request: every dependency FastAPI solves
-    # costs on the event loop, and this route is the hot path.
+    """The documented signature (see the module docstring); served by `DecisionRoute`."""
+    return await _decision(request, principal, body, idempotency_key)
+
+
+async def _decision(
+    request: Request, principal: Principal, body: DecisionRequest, idempotency_key: str | None
+) -> Response:
     runtime: Runtime = request.app.state.runtime
     rid: str | None = getattr(request.state, "request_id", None)
     if body.subjects is not None and len(body.subjects) > runtime.settings.max_batch_subjects:
@@ -88,6 +98,68 @@ async def decide(
         return _json(await answered)
     finally:
         deadline.cancel()
+
+
+def _located(exc: ValidationError, *where: str | int) -> list[dict[str, Any]]:
+    return [{**e, "loc": (*where, *e["loc"])} for e in exc.errors(include_url=False)]
+
+
+def _is_json(content_type: str | None) -> bool:
+    """application/json or application/*+json, as FastAPI accepts a JSON body."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+async def _serve(request: Request) -> Response:
+    """`decide` as FastAPI would call it: authentication first (401, 403), then one 422
+    for everything wrong with the header and the body."""
+    principal = await authenticate(request, _partner)
+    errors: list[dict[str, Any]] = []
+    key = request.headers.get("idempotency-key")
+    if key is not None:
+        try:
+            _IDEMPOTENCY_KEY.validate_python(key)
+        except ValidationError as exc:
+            errors += _located(exc, "header", "Idempotency-Key")
+    raw = await request.body()
+    body = None
+    if not raw:
+        errors.append({"type": "missing", "loc": ("body",), "msg": "Field required"})
+    elif not _is_json(request.headers.get("content-type")):
+        errors.append(
+            {"type": "content_type", "loc": ("body",), "msg": "Content-Type must be JSON"}
+        )
+    else:
+        try:
+            body = DecisionRequest.model_validate_json(raw)
+        except ValidationError as exc:
+            errors += _located(exc, "body")
+    if errors or body is None:
+        raise RequestValidationError(errors)
+    return await _decision(request, principal, body, key)
+
+
+class DecisionRoute(APIRoute):
+    """Serves `decide` with `_serve` (see the module docstring)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        return _serve
+
+
+router.add_api_route(
+    "",
+    decide,
+    methods=["POST"],
+    route_class_override=DecisionRoute,
+    summary="Decide whether the caller may receive these fields for this purpose",
+    description=(
+        "Evaluated by the Rego bundle in `policies/`; answered only after the decision and its "
+        "audit event are committed. A repeated `Idempotency-Key` returns the same decision."
+    ),
+    response_model=DecisionRead,
+    responses=problem_responses(Forbidden, Conflict, InvalidRequest, Unavailable),
+)
 
 
 @router.get(
