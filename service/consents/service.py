@@ -8,8 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, Text, any_, bindparam, cast, func, select
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Text, any_, bindparam, cast, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -234,11 +233,13 @@ _CONSENT_COLUMNS = (
     Consent.controller_org,
 )
 # The pseudonyms go as one parameter (10,000 binds cost more to render than the query
-# takes): an array on PostgreSQL, a JSON array read by json_each on SQLite. The controllers
-# are filtered here, not in SQL, so that the planner can only take the pseudonym index
-# (it cannot tell how many rows json_each yields).
+# takes): on PostgreSQL one comma-joined string split by string_to_array (half the time of
+# binding a text array, whose elements the driver quotes one by one), on SQLite a JSON
+# array read by json_each. The controllers are filtered here, not in SQL, so that the
+# planner can only take the pseudonym index (it cannot tell how many rows json_each yields).
 _CONSENTS_PG = select(*_CONSENT_COLUMNS).where(
-    Consent.subject_pseudonym == any_(bindparam("pseudonyms", type_=ARRAY(String)))
+    Consent.subject_pseudonym
+    == any_(func.string_to_array(bindparam("pseudonyms", type_=Text), literal(",")))
 )
 _WANTED = func.json_each(bindparam("pseudonyms", type_=Text)).table_valued("value")
 _CONSENTS_SQLITE = select(*_CONSENT_COLUMNS).where(
@@ -253,7 +254,9 @@ def for_decision(
     wanted = list(dict.fromkeys(pseudonyms))
     orgs = set(controllers)
     if connection.dialect.name == "postgresql":
-        rows = connection.execute(_CONSENTS_PG, {"pseudonyms": wanted})
+        if any("," in p for p in wanted):  # never a pseudonym's ("ps_" and hex)
+            raise ValueError("a pseudonym cannot contain a comma")
+        rows = connection.execute(_CONSENTS_PG, {"pseudonyms": ",".join(wanted)})
     else:
         rows = connection.execute(_CONSENTS_SQLITE, {"pseudonyms": json.dumps(wanted)})
     out: dict[str, list[dict[str, Any]]] = {}

@@ -86,3 +86,11 @@ def test_sqlite_looks_consents_up_by_the_pseudonym_index(engine: Engine) -> None
     details = " | ".join(str(row[-1]) for row in plan)
     assert "USING INDEX ix_consents_subject_pseudonym" in details, details
     assert "SCAN consents" not in details, details
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_postgresql_refuses_a_pseudonym_it_could_not_split(engine: Engine) -> None:
+    """PostgreSQL gets the pseudonyms comma-joined; pseudonyms are "ps_" and hex, and
+    anything else with a comma is refused rather than looked up as two subjects."""
+    with engine.connect() as connection, pytest.raises(ValueError, match="comma"):
+        for_decision(connection, ["ps-a,ps-b"], ["org-1"])
