@@ -56,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,6 +92,35 @@ TARGET_VERIFY_RATE = 100_000.0  # issue 4: verification events/s
 
 
 @dataclass(frozen=True)
+class Pinning:
+    """CPUs for the servers and for the load generator, kept apart."""
+
+    server: frozenset[int]
+    client: frozenset[int]
+
+    def describe(self) -> str:
+        server = ",".join(map(str, sorted(self.server)))
+        client = ",".join(map(str, sorted(self.client)))
+        return f"servers pinned to CPU {server}, load generator to CPU {client}"
+
+
+def cpu_pinning(enabled: bool) -> Pinning | None:
+    """One CPU (the last one available) for the server under test, the rest for the load
+    generator; None when disabled or with fewer than two CPUs."""
+    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not enabled or len(available) < 2:
+        return None
+    return Pinning(frozenset(available[-1:]), frozenset(available[:-1]))
+
+
+def _pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A preexec_fn that pins the child process to `cpus`."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+@dataclass(frozen=True)
 class Options:
     databases: list[str]
     duration: float
@@ -102,6 +131,7 @@ class Options:
     pg_admin: str
     json_path: Path | None
     log_events: int = 0  # > 0: the log-growth benchmark (--log-events)
+    pinning: Pinning | None = None  # None: servers and load generator share every CPU
 
 
 @dataclass
@@ -278,8 +308,16 @@ def machine_cpu() -> tuple[float, float]:
 class Server:
     """A uvicorn process; stopped by `stop()` whatever happened."""
 
-    def __init__(self, name: str, app: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        env: dict[str, str],
+        log_path: Path,
+        pinning: Pinning | None = None,
+    ) -> None:
         self.name = name
+        self.pinning = pinning
         self.port = free_port()
         self.log_path = log_path
         self._log = log_path.open("wb")
@@ -304,6 +342,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches us, and we stop it in order
+            preexec_fn=_pinned_to(pinning.server if pinning else None),
         )
 
     def log_tail(self, lines: int = 30) -> str:
@@ -361,9 +400,11 @@ def run_load(server: Server, spec: dict[str, Any], workdir: Path, timeout: float
     spec_path.write_text(json.dumps({"host": "127.0.0.1", "port": server.port, **spec}))
     cpu_before, machine_before = server.cpu_seconds(), machine_cpu()
     wall_before = time.monotonic()
+    pinning = server.pinning
     done = subprocess.run(  # noqa: S603 - fixed argv, our own interpreter
         [sys.executable, str(LOADGEN), str(spec_path)],
         cwd=ROOT,
+        preexec_fn=_pinned_to(pinning.client if pinning else None),
         capture_output=True,
         text=True,
         check=False,
@@ -601,9 +642,9 @@ def run_database(kind: str, opts: Options) -> Result:
         result.prepare_s, result.consents_s = bench.prepare_s, bench.consents_s
         before = count_records(url)
 
-        service = Server("service", "service.main:app", env, workdir / "service.log")
+        service = Server("service", "service.main:app", env, workdir / "service.log", opts.pinning)
         stack.callback(service.stop)
-        bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log")
+        bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log", opts.pinning)
         stack.callback(bare.stop)
         service.wait_ready()
         bare.wait_ready()
@@ -666,7 +707,9 @@ def measure_phase(
     url = env["ACCORD_DATABASE_URL"]
     phase = Phase()
     before = count_records(url)
-    service = Server("service", "service.main:app", env, workdir / f"service-{tag}.log")
+    service = Server(
+        "service", "service.main:app", env, workdir / f"service-{tag}.log", opts.pinning
+    )
     limit = opts.warmup + opts.duration + 90
     try:
         service.wait_ready()
@@ -714,7 +757,7 @@ def run_growth(kind: str, opts: Options) -> GrowthResult:
         result = GrowthResult(label, url, opts.log_events)
         result.prepare_s, result.consents_s = bench.prepare_s, bench.consents_s
 
-        bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log")
+        bare = Server("bare", "bench.bare_app:app", env, workdir / "bare.log", opts.pinning)
         stack.callback(bare.stop)
         bare.wait_ready()
         singles, _ = request_bodies(bench.agreement_id, opts)
@@ -926,6 +969,12 @@ def parse_args(argv: list[str] | None) -> Options:
     )
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let the servers and the load generator share every CPU (default: the server "
+        "under test on the last CPU, the load generator on the others)",
+    )
+    parser.add_argument(
         "--log-events",
         type=int,
         default=0,
@@ -945,6 +994,7 @@ def parse_args(argv: list[str] | None) -> Options:
         pg_admin=args.pg_admin,
         json_path=args.json,
         log_events=args.log_events,
+        pinning=cpu_pinning(not args.no_pin),
     )
 
 
@@ -952,7 +1002,7 @@ def _terminate(signum: int, _frame: object) -> None:
     raise SystemExit(128 + signum)  # unwinds the ExitStacks: servers stop, databases drop
 
 
-def preflight() -> None:
+def preflight(pinning: Pinning | None) -> None:
     """Say how busy the machine already is: other load distorts every figure."""
     busy, total = machine_cpu()
     time.sleep(1.0)
@@ -963,6 +1013,7 @@ def preflight() -> None:
         f"machine: {cpus} CPUs, {idle_load:.0f}% busy before the benchmark, "
         f"load average {os.getloadavg()[0]:.2f}"
     )
+    print(pinning.describe() if pinning else "not pinned: servers and load generator share CPUs")
     if idle_load > 20:
         print("warning: the machine is busy; the figures below are disturbed by other work")
 
@@ -1001,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C must stop the servers even when SIGINT was inherited as ignored (`cmd &`).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     started = time.monotonic()
-    preflight()
+    preflight(opts.pinning)
     if opts.log_events > 0:
         return main_growth(opts, started)
     results = []

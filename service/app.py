@@ -95,17 +95,8 @@ def build_runtime(
         taxonomy=TaxonomyCache(read_sessions),
         decision_writer=DecisionWriter(sessions),
     )
-    runtime.decider = Decider(runtime, decision_threads(settings))
+    runtime.decider = Decider(runtime, settings.decision_threads)
     return runtime
-
-
-def decision_threads(settings: Settings) -> int:
-    """SQLite is read in-process, so a second thread would only queue for the GIL; on
-    PostgreSQL a second one overlaps its network round trips (measured: bench/README.md)."""
-    threads = settings.decision_threads
-    if threads is None:
-        threads = 1 if settings.database_url.startswith("sqlite") else 2
-    return threads
 
 
 async def record_refusal(runtime: Runtime, request: Request, exc: AccordError) -> None:

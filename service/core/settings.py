@@ -92,12 +92,12 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(400, ge=1, description="requests a client may burst")
     log_level: str = Field("INFO", description="log level of the JSON logs on stdout")
-    decision_threads: int | None = Field(
-        None,
+    decision_threads: int = Field(
+        1,
         ge=1,
         le=64,
-        description="threads that evaluate decisions, per process (default: 1 on SQLite, "
-        "2 on PostgreSQL)",
+        description="threads that decide, per process (each decides the requests waiting "
+        "together; one is fastest on SQLite and PostgreSQL, see bench/README.md)",
     )
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
     sweep_interval_seconds: float = Field(

@@ -10,9 +10,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
-from service.app import decision_threads
 from service.core.identity import Actor, Principal, Role
-from service.core.settings import Environment, Settings
 from service.decisions import service
 from service.decisions.decider import Decider
 from service.decisions.schemas import DecisionRequest
@@ -20,20 +18,6 @@ from tests.support.api import Api
 from tests.support.clock import MutableClock
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.mark.parametrize(
-    ("url", "configured", "threads"),
-    [
-        ("sqlite:///accord.db", None, 1),
-        ("postgresql+psycopg://accord@db/accord", None, 2),
-        ("sqlite:///accord.db", 3, 3),
-        ("postgresql+psycopg://accord@db/accord", 1, 1),
-    ],
-)
-def test_decision_threads(url: str, configured: int | None, threads: int) -> None:
-    settings = Settings(environment=Environment.TEST, database_url=url, decision_threads=configured)
-    assert decision_threads(settings) == threads
 
 
 @pytest.fixture
