@@ -20,7 +20,8 @@ class Decision(Base):
     agreement_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     purpose: Mapped[str] = mapped_column(String(128))
     kind: Mapped[str] = mapped_column(String(16))
-    requester_org: Mapped[str] = mapped_column(String(64), index=True)
+    # Looked up through the unique (requester_org, idempotency_key) index.
+    requester_org: Mapped[str] = mapped_column(String(64))
     requester_subject: Mapped[str] = mapped_column(String(200))
     allow: Mapped[bool] = mapped_column(Boolean)
     reasons: Mapped[list[Any]] = mapped_column()
@@ -30,6 +31,6 @@ class Decision(Base):
     engine: Mapped[str] = mapped_column(String(16))
     input_document: Mapped[dict[str, Any]] = mapped_column()
     idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
-    request_fingerprint: Mapped[str] = mapped_column(String(64))
+    request_fingerprint: Mapped[str] = mapped_column(String(64))  # "" without idempotency_key
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     audit_seq: Mapped[int] = mapped_column(BigInteger)

@@ -205,7 +205,11 @@ def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]
         None if a.request.subjects is None else [pseudonymise(s) for s in a.request.subjects]
         for a in asks
     ]
-    fingerprints = [_fingerprint(a.request, p) for a, p in zip(asks, pseudonyms, strict=True)]
+    # Only a request with an idempotency key is ever compared with another.
+    fingerprints = [
+        "" if a.idempotency_key is None else _fingerprint(a.request, p)
+        for a, p in zip(asks, pseudonyms, strict=True)
+    ]
     outcomes: list[Decided | Exception | None] = [None] * len(asks)
     now = runtime.clock.now()
     with runtime.read_sessions() as reader:
