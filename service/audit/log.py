@@ -8,7 +8,6 @@ commit order across threads, workers and replicas.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from service.audit.models import AuditEvent, AuditHead
 from service.core.clock import iso
 from service.core.database import Base
 from service.core.identity import Actor
+from service.core.ids import uuid4
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ def _event_row(actor: Actor, record: EventRecord, at: datetime) -> dict[str, Any
     per event would cost more than hashing and inserting it)."""
     principal = actor.principal
     return {
-        "event_id": str(uuid.uuid4()),
+        "event_id": uuid4(),
         "occurred_at": iso(at),
         "action": record.action.value,
         "actor_subject": principal.subject,

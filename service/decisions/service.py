@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,6 +28,7 @@ from service.core.context import Runtime
 from service.core.deps import Actor
 from service.core.errors import Conflict, NotFound, Unavailable
 from service.core.identity import Principal, Role
+from service.core.ids import uuid4
 from service.decisions.context import DecisionContext, Wanted, build_contexts
 from service.decisions.engines import PolicyError
 from service.decisions.engines.base import DECISION_ENTRYPOINT
@@ -282,7 +282,7 @@ def _decided(
     obligations = outcome["obligations"]
     kind = document["request"]["kind"]
     answer: dict[str, Any] = {
-        "decision_id": str(uuid.uuid4()),
+        "decision_id": uuid4(),
         "allow": outcome["allow"],
         "reasons": outcome["reasons"],
         "obligations": obligations,
