@@ -126,3 +126,22 @@ def test_malformed_json_is_a_422_at_the_body(world: Api) -> None:
     assert served.status_code == reference.status_code == 422
     assert served.json()["type"] == reference.json()["type"]
     assert [e["location"] for e in served.json()["errors"]] == ["body"]
+
+
+def test_a_streamed_body_over_the_limit_is_413(world: Api) -> None:
+    """No Content-Length to refuse at the edge: the body is counted as it is read."""
+    limit = world.settings.max_body_bytes
+
+    def chunks() -> Iterator[bytes]:
+        yield b'{"subjects": ["'
+        for _ in range(limit // 65_536 + 2):
+            yield b"s" * 65_536
+        yield b'"]}'
+
+    headers = {
+        "Authorization": f"Bearer {world.token('partner', 'uni-lab')}",
+        "Content-Type": "application/json",
+    }
+    response = world.client.post("/v1/decisions", headers=headers, content=chunks())
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
