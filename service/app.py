@@ -11,7 +11,6 @@ from functools import partial
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.engine import make_url
 
 from service import __version__
 from service.agreements import service as agreements
@@ -25,7 +24,7 @@ from service.consents.router import router as consents_router
 from service.core import openapi_problems
 from service.core.clock import Clock, SystemClock
 from service.core.context import Runtime
-from service.core.database import WalCheckpointer, build_engine, session_factory, transaction
+from service.core.database import build_engine, session_factory, transaction
 from service.core.deps import Actor
 from service.core.durability import check_durability
 from service.core.errors import TYPE_BASE, AccordError, install_error_handlers, problem
@@ -79,10 +78,7 @@ def build_policy_engine(settings: Settings) -> PolicyEngine:
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, policy: PolicyEngine | None = None
 ) -> Runtime:
-    checkpoints = settings.sqlite_checkpoint_seconds > 0 and _sqlite_file(settings.database_url)
-    db = build_engine(
-        settings.database_url, settings.database_pool_size, background_checkpoints=checkpoints
-    )
+    db = build_engine(settings.database_url, settings.database_pool_size)
     read_sessions = session_factory(db, read_only=True)
     sessions = session_factory(db)
     runtime = Runtime(
@@ -100,13 +96,7 @@ def build_runtime(
         decision_writer=DecisionWriter(sessions),
     )
     runtime.decider = Decider(runtime, settings.decision_threads)
-    if checkpoints:
-        runtime.checkpointer = WalCheckpointer(db, settings.sqlite_checkpoint_seconds)
     return runtime
-
-
-def _sqlite_file(url: str) -> bool:
-    return url.startswith("sqlite") and make_url(url).database not in (None, "", ":memory:")
 
 
 async def record_refusal(runtime: Runtime, request: Request, exc: AccordError) -> None:
@@ -176,8 +166,6 @@ def create_app(
             registry.install_default_taxonomy(session)
         bundle.record_loaded(runtime, Actor(SYSTEM, None))
         stop = threading.Event()
-        if runtime.checkpointer is not None:
-            runtime.checkpointer.start()
         sweeper = None
         if settings.sweep_interval_seconds > 0:
             sweeper = threading.Thread(target=_sweeper, args=(runtime, stop), daemon=True)
@@ -200,8 +188,6 @@ def create_app(
                     thread.join(timeout=5)
             runtime.decider.close()
             runtime.decision_writer.close()
-            if runtime.checkpointer is not None:
-                runtime.checkpointer.stop()
             runtime.policy.close()
             runtime.db.dispose()
 

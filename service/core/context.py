@@ -9,7 +9,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.core.clock import Clock
-from service.core.database import WalCheckpointer
 from service.core.identity import TokenVerifier
 from service.core.observability import Metrics
 from service.core.pseudonym import Pseudonymiser
@@ -40,5 +39,3 @@ class Runtime:
     # Decisions run on their own threads, not on the shared request thread pool: a few
     # threads keep the GIL hand-offs (and the per-thread policy engines) few.
     decider: Decider = field(init=False)
-    # SQLite: the WAL is checkpointed on a thread of its own (started with the app).
-    checkpointer: WalCheckpointer | None = None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from typing import Any, ClassVar
@@ -23,7 +22,6 @@ NAMING_CONVENTION = {
 
 
 READ_ONLY = "accord_read_only"
-log = logging.getLogger("accord.database")
 
 
 class Base(DeclarativeBase):
@@ -35,13 +33,12 @@ class Base(DeclarativeBase):
     }
 
 
-def _configure_sqlite(engine: Engine, background_checkpoints: bool) -> None:
+def _configure_sqlite(engine: Engine) -> None:
     """WAL with synchronous=FULL: an acknowledged commit survives a crash or power loss.
 
     Transactions begin IMMEDIATE so that two writers never deadlock upgrading a read lock;
     pysqlite's own transaction handling is switched off so that SQLAlchemy's BEGIN is the
-    one that counts. With `background_checkpoints`, commits never checkpoint the WAL (see
-    `WalCheckpointer`).
+    one that counts.
     """
 
     @event.listens_for(engine, "connect")
@@ -52,8 +49,6 @@ def _configure_sqlite(engine: Engine, background_checkpoints: bool) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
-        if background_checkpoints:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -70,9 +65,8 @@ def _json_text(value: Any) -> str:
 _JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 
 
-def build_engine(url: str, pool_size: int = 20, *, background_checkpoints: bool = False) -> Engine:
-    """An engine whose pool holds `pool_size` connections (twice that under a burst).
-    `background_checkpoints` (SQLite): the caller runs a `WalCheckpointer`."""
+def build_engine(url: str, pool_size: int = 20) -> Engine:
+    """An engine whose pool holds `pool_size` connections (twice that under a burst)."""
     if url.startswith("sqlite"):
         in_memory = make_url(url).database in (None, "", ":memory:")
         engine = create_engine(
@@ -82,7 +76,7 @@ def build_engine(url: str, pool_size: int = 20, *, background_checkpoints: bool 
             **({} if in_memory else {"pool_size": pool_size, "max_overflow": pool_size}),
             connect_args={"check_same_thread": False, "timeout": 10},
         )
-        _configure_sqlite(engine, background_checkpoints)
+        _configure_sqlite(engine)
         return engine
     if url.startswith("postgresql"):
         return create_engine(
@@ -136,56 +130,3 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     finally:
         if lock is not None:
             lock.release()
-
-
-class WalCheckpointer:
-    """Checkpoints an SQLite WAL every `interval` seconds on its own thread.
-
-    By default SQLite checkpoints inside the commit that takes the WAL past 1,000 pages:
-    that commit, and every decision waiting on it, pays for copying the pages back into the
-    database file. Here the engine's connections never checkpoint (`build_engine(...,
-    background_checkpoints=True)`) and this thread runs PASSIVE checkpoints, which never
-    wait for readers or writers. Durability does not change: a commit is durable once its
-    WAL frames are synced, checkpointed or not.
-    """
-
-    def __init__(self, engine: Engine, interval: float) -> None:
-        self._engine = engine
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.frames_checkpointed = 0  # since start, for tests and operators
-
-    def checkpoint(self) -> None:
-        # On the DB-API connection: SQLAlchemy would begin a transaction first, and a
-        # checkpoint cannot run inside one.
-        connection = self._engine.raw_connection()
-        try:
-            cursor = connection.cursor()
-            _busy, _frames, done = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            cursor.close()
-        finally:
-            connection.close()
-        self.frames_checkpointed += max(int(done), 0)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self.checkpoint()
-            except Exception as exc:  # the next round retries; the WAL only grows meanwhile
-                log.error("WAL checkpoint failed: %s", type(exc).__name__)
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="wal-checkpoint", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        try:  # leave nothing behind in the WAL
-            self.checkpoint()
-        except Exception as exc:
-            log.error("WAL checkpoint failed: %s", type(exc).__name__)

@@ -100,13 +100,6 @@ class Settings(BaseSettings):
         "together; one is fastest on SQLite and PostgreSQL, see bench/README.md)",
     )
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
-    sqlite_checkpoint_seconds: float = Field(
-        1.0,
-        ge=0,
-        le=60,
-        description="SQLite: checkpoint the WAL on a background thread this often, instead of "
-        "in whichever commit fills it (a latency spike); 0 leaves it to SQLite",
-    )
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"
     )
