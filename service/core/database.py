@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import orjson
 from sqlalchemy import JSON, MetaData, create_engine, event
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
@@ -79,16 +81,49 @@ def build_engine(url: str, pool_size: int = 20) -> Engine:
         _configure_sqlite(engine)
         return engine
     if url.startswith("postgresql"):
-        return create_engine(
+        engine = create_engine(
             url,
             **_JSON_CODEC,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
             pool_timeout=10,
             connect_args={"connect_timeout": 5},
         )
+        _ping_when_idle(engine)
+        return engine
     return create_engine(url, poolclass=NullPool, **_JSON_CODEC)
+
+
+IDLE_PING_SECONDS = 5.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use if it has been idle for a while.
+
+    SQLAlchemy's pool_pre_ping checks every checkout, a round trip per request and, on the
+    decision path, per decision group. A connection that was in use moments ago is almost
+    always alive; the ones that die unnoticed are those left idle (a server restart, a
+    firewall's idle timeout). A dead one is discarded and the pool takes another. If the
+    server went away within the last IDLE_PING_SECONDS, the statement fails instead: the
+    pool is invalidated, the caller gets a 503, and the next request reconnects.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < IDLE_PING_SECONDS:
+            return
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.close()
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError("idle connection is gone") from exc
 
 
 def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[Session]:
