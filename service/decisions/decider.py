@@ -80,10 +80,6 @@ class Decider:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
-    @property
-    def threads(self) -> int:
-        return self._threads_wanted
-
     def submit(self, ask: service.Ask, answered: Answered) -> None:
         """Queue one request; `answered` learns its answer once the decision is recorded."""
         self._ensure_started()
