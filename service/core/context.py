@@ -36,6 +36,6 @@ class Runtime:
     organisations: OrganisationGate
     taxonomy: TaxonomyCache
     decision_writer: DecisionWriter
-    # Decisions run on their own threads, not on the shared request thread pool: a few
+    # Decisions run on their own thread(s), not on the shared request thread pool: few
     # threads keep the GIL hand-offs (and the per-thread policy engines) few.
     decider: Decider = field(init=False)

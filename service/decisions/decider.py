@@ -140,24 +140,13 @@ class Decider:
         for job, outcome in zip(group, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 _answer(job, None, outcome)
-            elif outcome.unrecorded is None:  # a replay of a stored decision
+            elif (new := outcome.unrecorded) is None:  # a replay of a stored decision
                 _answer(job, outcome.answer, None)
             else:
-                to_record.append((job, outcome))
+                recorder = self._recorder(job, outcome, started)
+                to_record.append((job.ask.actor, new.event, new.row, new.at, recorder))
         if to_record:
-            runtime.decision_writer.submit_many(
-                [
-                    (
-                        job.ask.actor,
-                        decided.unrecorded.event,
-                        decided.unrecorded.row,
-                        decided.unrecorded.at,
-                        self._recorder(job, decided, started),
-                    )
-                    for job, decided in to_record
-                    if decided.unrecorded is not None
-                ]
-            )
+            runtime.decision_writer.submit_many(to_record)
 
     def _recorder(
         self, job: _Job, decided: service.Decided, started: float

@@ -1,10 +1,11 @@
 """Deciding an access request: context → policy → durable record → answer.
 
-The context is read in a read-only transaction and the policy evaluated outside any
-transaction; the audit event and the decision row are then committed together by the
-decision writer (group commit). This is the one route that does not use the request's
-session: the caller only sees the decision after its write transaction commits; any
-failure before then means no answer at all, never an allow.
+Requests that arrive together are decided together (`decide_group`, on a decision thread,
+see decider.py): their contexts are read in one read-only transaction and the policy is
+evaluated outside any transaction, once per request; the audit events and decision rows
+are then committed together by the decision writer (group commit). This is the one route
+that does not use the request's session: the caller only sees the decision after its write
+transaction commits; any failure before then means no answer at all, never an allow.
 """
 
 from __future__ import annotations
@@ -185,21 +186,12 @@ class Ask:
     idempotency_key: str | None
 
 
-def decide(
-    runtime: Runtime, actor: Actor, request: DecisionRequest, idempotency_key: str | None
-) -> Decided:
-    """Decide one request (context, then policy) without recording: see `recorded`."""
-    outcome = decide_group(runtime, [Ask(actor, request, idempotency_key)])[0]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
-
-
 def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]:
     """Decide requests that arrived together, at one `now` and on one read of the database
-    taken after they all arrived; without recording: see `recorded`. Each gets its own
-    decision, or the error that kept it from one (an idempotency key reused for another
-    request); a failed read fails them all (it raises)."""
+        taken after they all arrived; without recording (the decider hands them to the writer,
+    and `recorded` completes each answer). Each gets its own
+        decision, or the error that kept it from one (an idempotency key reused for another
+        request); a failed read fails them all (it raises)."""
     pseudonymise = runtime.pseudonymise
     pseudonyms = [
         None if a.request.subjects is None else [pseudonymise(s) for s in a.request.subjects]

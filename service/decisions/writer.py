@@ -76,17 +76,6 @@ class DecisionWriter:
         """How long a caller waits for its decision to be recorded before giving up."""
         return self._wait
 
-    def submit(
-        self,
-        actor: Actor,
-        record: audit.EventRecord,
-        row: dict[str, Any],
-        at: datetime,
-        done: Done,
-    ) -> None:
-        """Queue one decision and its audit event; `done` learns the outcome."""
-        self.submit_many([(actor, record, row, at, done)])
-
     def submit_many(
         self, decisions: list[tuple[Actor, audit.EventRecord, dict[str, Any], datetime, Done]]
     ) -> None:

@@ -12,6 +12,7 @@ from service.core.settings import Settings
 from service.decisions.engines import PolicyEngine, load_bundle
 from service.decisions.engines.embedded import EmbeddedEngine
 from service.decisions.engines.opa import OpaEngine
+from tests.support.api import Api
 from tests.support.clock import MutableClock
 from tests.support.opa_server import running_opa_server
 
@@ -33,3 +34,13 @@ def policy_engine(request: pytest.FixtureRequest, settings: Settings) -> Iterato
 @pytest.fixture
 def app(settings: Settings, clock: MutableClock, policy_engine: PolicyEngine) -> FastAPI:
     return create_app(settings, clock=clock, policy=policy_engine)
+
+
+@pytest.fixture
+def agreement(world: Api, clock: MutableClock) -> str:
+    """Active and consent-based: research may receive postcode; subject-1 consented."""
+    agreement_id = world.active(
+        clock.now(), purposes=[{"purpose": "research", "fields": ["postcode"]}]
+    )
+    world.consent(clock.now(), "subject-1")
+    return agreement_id

@@ -14,19 +14,8 @@ from service.core.identity import Actor, Principal, Role
 from service.decisions import service
 from service.decisions.decider import Decider
 from service.decisions.schemas import DecisionRequest
-from tests.support.api import Api
-from tests.support.clock import MutableClock
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
-
-
-@pytest.fixture
-def agreement(world: Api, clock: MutableClock) -> str:
-    agreement_id = world.active(
-        clock.now(), purposes=[{"purpose": "research", "fields": ["postcode"]}]
-    )
-    world.consent(clock.now(), "subject-1")
-    return agreement_id
 
 
 def ask(

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.core.settings import Settings
@@ -31,21 +30,6 @@ def app(settings: Settings, clock: MutableClock) -> FastAPI:
     app = create_app(settings, clock=clock)
     app.add_api_route(REFERENCE, decide, methods=["POST"])  # FastAPI's own handling
     return app
-
-
-@pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app, raise_server_exceptions=False) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def agreement(world: Api, clock: MutableClock) -> str:
-    agreement_id = world.active(
-        clock.now(), purposes=[{"purpose": "research", "fields": ["postcode"]}]
-    )
-    world.consent(clock.now(), "subject-1")
-    return agreement_id
 
 
 def body(agreement_id: str, **overrides: Any) -> dict[str, Any]:

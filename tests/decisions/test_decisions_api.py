@@ -409,6 +409,16 @@ def test_one_idempotency_key_sent_at_once_gets_one_decision(
     assert all(r.json()["allow"] for _, r in results)
 
 
+def unrecorded(
+    runtime: Any, actor: Actor, request: DecisionRequest, key: str | None
+) -> service.Unrecorded:
+    """A new decision, made but not yet recorded."""
+    (decided,) = service.decide_group(runtime, [service.Ask(actor, request, key)])
+    assert isinstance(decided, service.Decided)
+    assert decided.unrecorded is not None
+    return decided.unrecorded
+
+
 def test_writer_fails_only_the_decision_with_a_duplicate_key(app: FastAPI, agreement: str) -> None:
     """A group commit that breaks a constraint is retried one decision at a time."""
     runtime = app.state.runtime
@@ -416,17 +426,13 @@ def test_writer_fails_only_the_decision_with_a_duplicate_key(app: FastAPI, agree
     request = DecisionRequest(
         agreement_id=agreement, purpose="research", fields=["postcode"], subjects=["x"]
     )
-    made = [
-        service.decide(runtime, actor, request, key).unrecorded for key in ("k", "k", None, "k2")
-    ]
+    made = [unrecorded(runtime, actor, request, key) for key in ("k", "k", None, "k2")]
     outcomes: dict[int, tuple[int | None, BaseException | None]] = {}
 
     def done(n: int) -> Callable[[int | None, BaseException | None], None]:
         return lambda seq, error: outcomes.__setitem__(n, (seq, error))
 
-    group = [
-        _Pending(actor, m.event, m.row, m.at, done(n)) for n, m in enumerate(made) if m is not None
-    ]
+    group = [_Pending(actor, m.event, m.row, m.at, done(n)) for n, m in enumerate(made)]
     runtime.decision_writer._commit(group)
     assert isinstance(outcomes[1][1], IntegrityError)
     assert all(outcomes[n][1] is None for n in (0, 2, 3))
@@ -441,9 +447,7 @@ def test_writer_outlives_a_failing_callback(app: FastAPI, agreement: str) -> Non
     request = DecisionRequest(
         agreement_id=agreement, purpose="research", fields=["postcode"], subjects=["x"]
     )
-    first, second = (service.decide(runtime, actor, request, None).unrecorded for _ in "ab")
-    assert first is not None
-    assert second is not None
+    first, second = (unrecorded(runtime, actor, request, None) for _ in "ab")
 
     def broken(seq: int | None, error: BaseException | None) -> None:
         raise RuntimeError("a callback bug")
@@ -456,7 +460,7 @@ def test_writer_outlives_a_failing_callback(app: FastAPI, agreement: str) -> Non
         recorded.set()
 
     writer = runtime.decision_writer
-    writer.submit(actor, first.event, first.row, first.at, broken)
-    writer.submit(actor, second.event, second.row, second.at, done)
+    writer.submit_many([(actor, first.event, first.row, first.at, broken)])
+    writer.submit_many([(actor, second.event, second.row, second.at, done)])
     assert recorded.wait(10)
     assert seqs[0] is not None
