@@ -27,6 +27,7 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SCHEMAS = POLICIES / "schemas"
 
 DECISION = "data.accord.decision.result"
+EXPLAINED = "data.accord.decision.explained"  # result's full definition, without the allowed path
 REVIEW = "data.accord.agreement.review"
 
 Doc = dict[str, Any]
@@ -848,6 +849,14 @@ def test_decision_property(document: Doc) -> None:
     assert codes(result["reasons"]) == expected_reasons
     assert [(s["allow"], codes(s["reasons"])) for s in result["subjects"]] == expected_subjects
     assert result["obligations"] == expected_obligations
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(allowed_decision_inputs(), decision_inputs()))
+def test_allowed_path_agrees_with_explained(document: Doc) -> None:
+    """`result` proves an allowed request in its own body, and falls back to `explained`
+    otherwise: the two must give the same document (messages included) on every input."""
+    assert evaluate(DECISION, document) == evaluate(EXPLAINED, document)
 
 
 @settings(max_examples=100, deadline=None, database=None)

@@ -9,11 +9,12 @@
 # written in the "required condition is not proven" form (`not <condition>`), so a missing
 # or malformed value denies instead of allowing.
 #
-# Cost (see "Performance" in policies/README.md): the allowed path is proven first, with
-# few rules; reasons and their messages are only worked out for what is denied. Every rule
-# evaluated costs about as much as a dozen expressions, so the request-level facts are few
-# and coarse, and the per-subject and per-consent loops read local variables rather than
-# rules and call no functions.
+# Cost (see "Performance" in policies/README.md): every rule evaluated costs about as much
+# as a dozen expressions, so an allowed request is proven in the body of `result` alone, on
+# local variables; only when that body fails is the full definition (`explained`)
+# evaluated, which works out the reasons and their messages. Its request-level facts are
+# few and coarse, and its per-subject and per-consent loops read local variables rather
+# than rules and call no functions.
 package accord.decision
 
 import rego.v1
@@ -24,7 +25,108 @@ import data.accord.lib
 # The result
 # ---------------------------------------------------------------------------------------
 
+# The allowed path, proven in this one body (a rule evaluated costs more than the few
+# expressions most of these facts take). It restates what `explained` concludes when it
+# allows, in the same order of checks as request_ok and unconsented_subjects below: the
+# agreement in force, the caller a recipient, some requested field permitted for the
+# purpose or an ancestor, every subject with a valid consent (when consent applies), no
+# strict minimisation dropping a field, an aggregate cohort proven large enough, an
+# approving review in force or no sensitive permitted field. Keep the two in step: when
+# this body holds, `explained` must give the same document (the Rego tests and the
+# property tests in tests/policies/test_contract.py compare them on every input).
 result := {
+	"allow": true,
+	"reasons": [],
+	"obligations": {
+		"permitted_fields": sort(granted),
+		"dropped_fields": sort(trimmed),
+		"pseudonymise": [1 | terms.pseudonymisation_required == true] != [],
+		"retention_days": object.get(terms, "retention_days", null),
+		"min_cohort": object.get(terms, ["minimisation", "min_cohort"], null),
+		"ethics_conditions": conditions,
+	},
+	"subjects": [{"subject": subject, "allow": true, "reasons": []} |
+		kind == "subjects"
+		some subject in input.request.subjects
+	],
+} if {
+	terms := input.agreement
+	terms.status == "active"
+	now := input.now_ns
+	terms.valid_from_ns <= now
+	now < terms.valid_until_ns
+	input.principal.organisation in terms.recipients
+	fields := input.request.fields
+	is_array(fields)
+	codes := input.purpose_lineage
+	is_array(codes)
+	purposes := {code | some code in codes}
+	granted := {field |
+		some entry in terms.purposes
+		entry.purpose in purposes
+		some field in entry.fields
+		field in fields
+	}
+	granted != set()
+
+	# Consent, first: the commonest reason to deny. (`every` stops at the first subject
+	# without a valid consent.)
+	kind := input.request.kind
+	consent_applies := [1 |
+		kind == "subjects"
+		({1 | terms.consent_required == true} | {1 | terms.legal_basis == "consent"}) != set()
+	] != []
+	catalogue := object.get(input, "catalogue", {})
+	categories := [cats |
+		some name in granted
+		cats := {code | some code in catalogue[name].category_lineage} | {code |
+			code := catalogue[name].category
+			is_string(code)
+		}
+	]
+	consents := object.get(input, "consents", {})
+	every subject in [subject | consent_applies; some subject in input.request.subjects] {
+		some consent in consents[subject]
+		consent.status == "given"
+		consent.valid_from_ns <= now
+		[1 | not consent.subject_is_minor == false; not consent.guardian == true] == []
+		[1 | consent.valid_until_ns != null; not now < consent.valid_until_ns] == []
+		[purpose | some purpose in consent.purposes; purposes[purpose]] != []
+		every cats in categories {
+			some code in consent.categories
+			cats[code]
+		}
+	}
+
+	trimmed := {field | some field in fields; not granted[field]}
+	[1 | trimmed != set(); not terms.minimisation.mode == "trim"] == []
+	[1 |
+		kind == "aggregate"
+		[1 |
+			is_number(input.request.cohort_size)
+			input.request.cohort_size >= terms.minimisation.min_cohort
+		] == []
+	] == []
+
+	review_ok := [1 |
+		input.ethics_review.outcome in {"approved", "approved_with_conditions"}
+		input.ethics_review.valid_from_ns <= now
+		now < input.ethics_review.valid_until_ns
+	] != []
+	[1 |
+		not review_ok
+		lib.sensitive_fields(
+			object.get(input, "catalogue", {}),
+			object.get(input, "sensitive_categories", []),
+			granted,
+		) != set()
+	] == []
+	[1 | review_ok; not is_array(object.get(input.ethics_review, "conditions", []))] == []
+	conditions := [condition | review_ok; some condition in object.get(input.ethics_review, "conditions", [])]
+} else := explained
+
+# The full definition: every reason, with its message, for the request and each subject.
+explained := {
 	"allow": allow,
 	"reasons": reasons,
 	"obligations": obligations,

@@ -377,3 +377,54 @@ test_aggregate_ignores_consent if {
 	result := decision.result with input as fx.aggregate_input
 	result.allow == true
 }
+
+# ---------------------------------------------------------------------------------------
+# The allowed path in `result`'s own body, and `explained`
+# ---------------------------------------------------------------------------------------
+
+# Allowed inputs of several shapes: consents, aggregate, another legal basis, trimmed
+# fields, no review for fields that are not sensitive.
+allowed_inputs := [
+	fx.subjects_input,
+	fx.aggregate_input,
+	fx.with_key(
+		fx.with_(fx.subjects_input, {"agreement": {"legal_basis": "contract", "consent_required": false}}),
+		"consents", {},
+	),
+	fx.with_(fx.subjects_input, {
+		"agreement": {"minimisation": {"mode": "trim"}},
+		"request": {"fields": ["diagnosis", "postcode", "email"]},
+	}),
+	fx.with_key(fx.aggregate_input, "ethics_review", null),
+]
+
+test_allowed_inputs_take_the_allowed_path if {
+	every inp in allowed_inputs {
+		result := decision.result with input as inp with decision.explained as "explained"
+		result.allow == true
+	}
+}
+
+test_allowed_path_agrees_with_explained if {
+	every inp in allowed_inputs {
+		result := decision.result with input as inp
+		result == decision.explained with input as inp
+	}
+}
+
+# What the allowed path does not prove is left to `explained`.
+test_denied_inputs_are_explained if {
+	denied := [
+		fx.with_(fx.subjects_input, {"agreement": {"status": "suspended"}}),
+		fx.with_(fx.subjects_input, {"principal": {"organisation": "org-provider"}}),
+		fx.with_(fx.subjects_input, {"request": {"purpose": "marketing"}, "purpose_lineage": ["marketing"]}),
+		fx.with_(fx.subjects_input, {"request": {"fields": ["diagnosis", "email"]}}),
+		fx.with_(fx.aggregate_input, {"request": {"cohort_size": 3}}),
+		fx.with_key(fx.subjects_input, "ethics_review", null),
+		fx.with_consents({"ps-1": [fx.consent({"status": "withdrawn"})]}),
+		{},
+	]
+	every inp in denied {
+		"explained" == decision.result with input as inp with decision.explained as "explained"
+	}
+}
