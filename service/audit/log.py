@@ -14,14 +14,14 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, update
+from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction, Outcome
 from service.audit.canonical import canonical_json, leaf_hash
-from service.audit.models import AuditEvent, AuditHead
+from service.audit.models import AuditEvent, AuditEventSubject, AuditHead
 from service.core.clock import iso
-from service.core.database import Base
+from service.core.database import Base, copy_rows, insert_rows
 from service.core.identity import Actor
 from service.core.ids import uuid4
 
@@ -82,12 +82,11 @@ _RESERVE = (
     .values(size=AuditHead.size + bindparam("count"))
     .returning(AuditHead.size)
 )
-_INSERT_EVENT = insert(Base.metadata.tables[AuditEvent.__tablename__])
+_EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
+_SUBJECTS = Base.metadata.tables[AuditEventSubject.__tablename__]
 # The subject index rows, written below the expression layer (a batch brings 10,000).
 _INSERT_SUBJECTS_QMARK = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (?, ?)"
 _INSERT_SUBJECTS_FORMAT = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (%s, %s)"
-_COPY_SUBJECTS = "COPY audit_event_subjects (seq, pseudonym) FROM STDIN"
-_COPY_FROM = 100  # at least this many rows go to PostgreSQL with COPY
 
 
 def _reserve(session: Session, count: int) -> int:
@@ -140,20 +139,17 @@ def append_many(
         row["leaf_hash"] = leaf_hash(canonical_json(event_document(SimpleNamespace(**row))))
         subjects.extend((seq, p) for p in dict.fromkeys(row["subjects"]))
     connection = session.connection()
-    connection.execute(_INSERT_EVENT, rows)
+    insert_rows(connection, _EVENTS, rows)
     if subjects:
         _insert_subjects(connection, subjects)
     return [row["seq"] for row in rows]
 
 
 def _insert_subjects(connection: Connection, rows: list[tuple[int, str]]) -> None:
-    """Plain DB-API executemany, or COPY: the expression layer's per-row parameter
-    processing costs more than the insert itself."""
-    if connection.dialect.name == "postgresql" and len(rows) >= _COPY_FROM:
-        cursor: Any = connection.connection.cursor()
-        with cursor.copy(_COPY_SUBJECTS) as copy:
-            for row in rows:
-                copy.write_row(row)
+    """COPY on PostgreSQL, else plain DB-API executemany: the expression layer's per-row
+    parameter processing costs more than the insert itself."""
+    if connection.dialect.name == "postgresql":
+        copy_rows(connection, _SUBJECTS, ("seq", "pseudonym"), rows)
         return
     qmark = connection.dialect.paramstyle == "qmark"
     connection.exec_driver_sql(_INSERT_SUBJECTS_QMARK if qmark else _INSERT_SUBJECTS_FORMAT, rows)

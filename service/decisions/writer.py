@@ -19,17 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.audit import log as audit
-from service.core.database import Base, transaction
+from service.core.database import Base, insert_rows, transaction
 from service.core.identity import Actor
 from service.decisions.models import Decision
 
 log = logging.getLogger("accord.decisions")
-_INSERT_DECISION = insert(Base.metadata.tables[Decision.__tablename__])
+_DECISIONS = Base.metadata.tables[Decision.__tablename__]
 
 
 # Called on the writer thread with the event's leaf index, or with the error that kept the
@@ -114,8 +113,9 @@ class DecisionWriter:
         try:
             for session in transaction(self._sessions):
                 seqs = audit.append_many(session, [(p.actor, p.record, p.at) for p in group])
-                session.connection().execute(
-                    _INSERT_DECISION,
+                insert_rows(
+                    session.connection(),
+                    _DECISIONS,
                     [{**p.row, "audit_seq": seq} for p, seq in zip(group, seqs, strict=True)],
                 )
         except IntegrityError as exc:
