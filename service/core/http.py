@@ -24,6 +24,7 @@ log = logging.getLogger("accord.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 Scope = dict[str, Any]
+_CACHED_CHILDREN = 1024
 
 
 class TokenBuckets:
@@ -84,6 +85,9 @@ class EdgeMiddleware:
         self.max_body_bytes = max_body_bytes
         self.buckets = TokenBuckets(rate_per_second, burst) if rate_per_second > 0 else None
         self._request_ids = _request_ids()
+        # (route template, method, status) -> its request counter and latency histogram:
+        # looking a labelled child up costs more than counting.
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def _reject(
         self,
@@ -186,13 +190,25 @@ class EdgeMiddleware:
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         elapsed = time.perf_counter() - started
-        self.metrics.requests.labels(template, scope["method"], str(status)).inc()
-        self.metrics.latency.labels(template, scope["method"]).observe(elapsed)
+        method = scope["method"]
+        key = (template, method, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(template, method, str(status)),
+                self.metrics.latency.labels(template, method),
+            )
+            if len(self._children) < _CACHED_CHILDREN:  # methods come from the client
+                self._children[key] = children
+        children[0].inc()
+        children[1].observe(elapsed)
+        if not log.isEnabledFor(logging.INFO):
+            return
         log.info(
             "request",
             extra={
                 "request_id": rid,
-                "method": scope["method"],
+                "method": method,
                 "route": template,
                 "status": status,
                 "duration_ms": round(elapsed * 1000, 2),

@@ -57,6 +57,11 @@ def _settle(
         answered.set_result(answer or {})
 
 
+def _too_late(answered: asyncio.Future[dict[str, Any]]) -> None:
+    late = Unavailable("the decision could not be made and recorded in time")
+    _settle(answered, None, late)
+
+
 def _json(answer: dict[str, Any]) -> Response:
     return Response(content=orjson.dumps(answer), media_type="application/json")
 
@@ -92,8 +97,7 @@ async def _decision(
             loop.call_soon_threadsafe(_settle, answered, answer, error)
 
     runtime.decider.submit(service.Ask(Actor(principal, rid), body, idempotency_key), settle)
-    late = Unavailable("the decision could not be made and recorded in time")
-    deadline = loop.call_later(runtime.decision_writer.wait_seconds, _settle, answered, None, late)
+    deadline = loop.call_later(runtime.decision_writer.wait_seconds, _too_late, answered)
     try:
         return _json(await answered)
     finally:

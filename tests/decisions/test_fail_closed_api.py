@@ -167,6 +167,19 @@ def test_failure_to_record_means_no_answer(
     assert counts(world) == (0, 0)
 
 
+def test_a_decision_not_recorded_in_time_gets_no_answer(
+    world: Api, agreement: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer that never calls back (stuck on the database) leaves no request hanging."""
+    writer = world.client.app.state.runtime.decision_writer  # type: ignore[attr-defined]
+    monkeypatch.setattr(writer, "_wait", 0.2)
+    monkeypatch.setattr(writer, "submit_many", lambda decisions: None)
+    response = ask(world, agreement)
+    assert response.status_code == 503
+    assert "allow" not in response.json()
+    assert "in time" in response.json()["detail"]
+
+
 def test_policy_reload_switches_revision_and_refuses_bad_bundles(
     world: Api, agreement: str, policy_dir: Path
 ) -> None:
