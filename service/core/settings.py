@@ -99,6 +99,14 @@ class Settings(BaseSettings):
         description="threads that decide, per process (each decides the requests waiting "
         "together; one is fastest on SQLite and PostgreSQL, see bench/README.md)",
     )
+    decision_writers: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="threads that record decisions, per process; unset: 2 on PostgreSQL "
+        "(a group's transaction starts while the one before commits: a shorter p99), 1 on "
+        "SQLite (its writers queue on one lock); see bench/README.md",
+    )
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"

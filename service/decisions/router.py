@@ -87,7 +87,7 @@ async def _decision(
     rid: str | None = getattr(request.state, "request_id", None)
     if body.subjects is not None and len(body.subjects) > runtime.settings.max_batch_subjects:
         raise InvalidRequest(f"at most {runtime.settings.max_batch_subjects} subjects per request")
-    # A decision thread reads the context and evaluates the policy; the writer thread commits.
+    # A decision thread reads the context and evaluates the policy; a writer thread commits.
     loop = asyncio.get_running_loop()
     answered: asyncio.Future[dict[str, Any]] = loop.create_future()
 

@@ -1,12 +1,14 @@
 """Group commit for decisions: one transaction, one fsync, for every decision waiting.
 
-Decision threads hand (audit event, decision row) pairs, with a callback each, to a single
-writer thread, a decided group at a time. The writer takes everything queued, reserves that
-many leaf indexes, inserts the events and decisions, commits, and only then calls back:
-each answer still leaves after its own decision is durable, but concurrent decisions share
-the commit instead of queueing one by one on the audit head's lock. No thread waits
+Decision threads hand (audit event, decision row) pairs, with a callback each, to the
+writer thread(s), a decided group at a time. A writer takes everything queued, reserves
+that many leaf indexes, inserts the events and decisions, commits, and only then calls
+back: each answer still leaves after its own decision is durable, but concurrent decisions
+share the commit instead of queueing one by one on the audit head's lock. No thread waits
 meanwhile, so a group is as large as the number of decisions in flight, not the number of
-decision threads.
+decision threads. A second writer (the default on PostgreSQL) starts its transaction, and
+waits on the audit head's row lock, while the first commits: the leaf indexes stay
+gapless and in commit order, and a decision waits less for the writer before it.
 """
 
 from __future__ import annotations
@@ -60,14 +62,22 @@ def _fail(group: list[_Pending], exc: BaseException) -> None:
 
 
 class DecisionWriter:
+    """`threads` writer threads over one queue. With more than one, a group's transaction
+    can start (and wait for the audit head's row lock) while the one before commits."""
+
     def __init__(
-        self, sessions: sessionmaker[Session], max_group: int = 256, wait_seconds: float = 30.0
+        self,
+        sessions: sessionmaker[Session],
+        max_group: int = 256,
+        wait_seconds: float = 30.0,
+        threads: int = 1,
     ) -> None:
         self._sessions = sessions
         self._max_group = max_group
         self._wait = wait_seconds
+        self._threads_wanted = threads
         self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     @property
@@ -83,14 +93,16 @@ class DecisionWriter:
         self._queue.put([_Pending(*decision) for decision in decisions])
 
     def _ensure_started(self) -> None:
-        if self._thread is not None:
+        if self._threads:
             return
         with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="decision-writer", daemon=True
-                )
-                self._thread.start()
+            if not self._threads:
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"decision-writer-{n}", daemon=True)
+                    for n in range(self._threads_wanted)
+                ]
+                for thread in self._threads:
+                    thread.start()
 
     def _run(self) -> None:
         while True:
@@ -104,7 +116,7 @@ class DecisionWriter:
                 except queue.Empty:
                     break
                 if item is None:
-                    self._queue.put(None)  # stop after this group
+                    self._queue.put(None)  # stop after this group (it was another's)
                     break
                 group.extend(item)
             self._commit(group)
@@ -135,7 +147,8 @@ class DecisionWriter:
 
     def close(self) -> None:
         with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None:
+            threads, self._threads = self._threads, []
+        for _ in threads:
             self._queue.put(None)
+        for thread in threads:
             thread.join(timeout=10)

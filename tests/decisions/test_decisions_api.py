@@ -17,7 +17,7 @@ from service.core.identity import Actor, Principal, Role
 from service.decisions import service
 from service.decisions.models import Decision
 from service.decisions.schemas import DecisionRequest
-from service.decisions.writer import _Pending
+from service.decisions.writer import DecisionWriter, _Pending
 from tests.support.api import Api
 from tests.support.clock import MutableClock
 
@@ -464,3 +464,51 @@ def test_writer_outlives_a_failing_callback(app: FastAPI, agreement: str) -> Non
     writer.submit_many([(actor, second.event, second.row, second.at, done)])
     assert recorded.wait(10)
     assert seqs[0] is not None
+
+
+def test_several_writer_threads_keep_the_log_gapless(app: FastAPI, agreement: str) -> None:
+    """Writers whose transactions overlap still take leaf indexes one after another, each
+    decision recorded once; closing stops every thread."""
+    runtime = app.state.runtime
+    actor = Actor(Principal("partner-1", Role.PARTNER, "uni-lab"), None)
+    request = DecisionRequest(
+        agreement_id=agreement, purpose="research", fields=["postcode"], subjects=["x"]
+    )
+    made = [unrecorded(runtime, actor, request, None) for _ in range(24)]
+    writer = DecisionWriter(runtime.sessions, max_group=3, threads=3)
+    outcomes: dict[int, tuple[int | None, BaseException | None]] = {}
+    all_done = Event()
+
+    def done(n: int) -> Callable[[int | None, BaseException | None], None]:
+        def record(seq: int | None, error: BaseException | None) -> None:
+            outcomes[n] = (seq, error)
+            if len(outcomes) == len(made):
+                all_done.set()
+
+        return record
+
+    def submit(n: int) -> None:
+        m = made[n]
+        writer.submit_many([(actor, m.event, m.row, m.at, done(n))])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(submit, range(len(made))))
+    assert all_done.wait(20)
+    threads = list(writer._threads)
+    writer.close()
+    assert len(threads) == 3
+    assert not any(thread.is_alive() for thread in threads)
+    assert all(error is None for _, error in outcomes.values())
+    seqs = sorted(seq for seq, _ in outcomes.values() if seq is not None)
+    assert seqs == list(range(seqs[0], seqs[0] + len(made)))
+    with runtime.read_sessions() as session:
+        stored = session.scalars(
+            select(Decision.audit_seq).where(Decision.id.in_([m.row["id"] for m in made]))
+        ).all()
+    assert sorted(stored) == seqs
+
+
+def test_writers_default_to_two_on_postgresql_and_one_on_sqlite(app: FastAPI) -> None:
+    runtime = app.state.runtime
+    expected = 2 if runtime.db.dialect.name == "postgresql" else 1
+    assert runtime.decision_writer._threads_wanted == expected
