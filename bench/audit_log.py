@@ -317,13 +317,10 @@ def bulk_insert(url: str, world: World, pseudonymise: Pseudonymiser) -> None:
             row = cursor.fetchone()
             if row is None or row[0] != world.first:
                 raise RuntimeError(f"audit_head is {row}, expected {world.first}")
+            # The events' trigger (migration 0005) adds their audit_event_subjects rows.
             with cursor.copy(f"COPY audit_events ({columns}) FROM STDIN") as copy:
                 for event in events(world.events, world, pseudonymise):
                     copy.write_row(as_stored(event))
-                    subjects.extend((event["seq"], p) for p in event["subjects"])
-            with cursor.copy("COPY audit_event_subjects (seq, pseudonym) FROM STDIN") as copy:
-                for pair in subjects:
-                    copy.write_row(pair)
             cursor.execute("UPDATE audit_head SET size = %s", (world.events,))
         connection.commit()
         connection.autocommit = True

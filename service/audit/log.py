@@ -14,14 +14,14 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction, Outcome
 from service.audit.canonical import canonical_json, leaf_hash
-from service.audit.models import AuditEvent, AuditEventSubject, AuditHead
+from service.audit.models import AuditEvent, AuditHead
 from service.core.clock import iso
-from service.core.database import Base, copy_rows, insert_rows
+from service.core.database import Base, insert_rows
 from service.core.identity import Actor
 from service.core.ids import uuid4
 
@@ -83,8 +83,7 @@ _RESERVE = (
     .returning(AuditHead.size)
 )
 _EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
-_SUBJECTS = Base.metadata.tables[AuditEventSubject.__tablename__]
-# The subject index rows, written below the expression layer (a batch brings 10,000).
+# The subject index rows (SQLite), written below the expression layer (a batch brings 10,000).
 _INSERT_SUBJECTS_QMARK = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (?, ?)"
 _INSERT_SUBJECTS_FORMAT = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (%s, %s)"
 
@@ -133,26 +132,21 @@ def append_many(
     session.flush()  # the caller's pending changes, before the head row is locked
     rows = [_event_row(actor, record, at) for actor, record, at in entries]
     first = _reserve(session, len(rows))
-    subjects: list[tuple[int, str]] = []
     for seq, row in enumerate(rows, start=first):
         row["seq"] = seq
         row["leaf_hash"] = leaf_hash(canonical_json(event_document(SimpleNamespace(**row))))
-        subjects.extend((seq, p) for p in dict.fromkeys(row["subjects"]))
     connection = session.connection()
     insert_rows(connection, _EVENTS, rows)
-    if subjects:
-        _insert_subjects(connection, subjects)
+    if connection.dialect.name != "postgresql":
+        # On PostgreSQL a trigger adds the subject rows of the inserted events (migration
+        # 0005); here plain DB-API executemany, as the expression layer's per-row
+        # parameter processing costs more than the insert itself.
+        subjects = [(row["seq"], p) for row in rows for p in dict.fromkeys(row["subjects"])]
+        if subjects:
+            qmark = connection.dialect.paramstyle == "qmark"
+            statement = _INSERT_SUBJECTS_QMARK if qmark else _INSERT_SUBJECTS_FORMAT
+            connection.exec_driver_sql(statement, subjects)
     return [row["seq"] for row in rows]
-
-
-def _insert_subjects(connection: Connection, rows: list[tuple[int, str]]) -> None:
-    """COPY on PostgreSQL, else plain DB-API executemany: the expression layer's per-row
-    parameter processing costs more than the insert itself."""
-    if connection.dialect.name == "postgresql":
-        copy_rows(connection, _SUBJECTS, ("seq", "pseudonym"), rows)
-        return
-    qmark = connection.dialect.paramstyle == "qmark"
-    connection.exec_driver_sql(_INSERT_SUBJECTS_QMARK if qmark else _INSERT_SUBJECTS_FORMAT, rows)
 
 
 def append(session: Session, actor: Actor, record: EventRecord, at: datetime) -> int:

@@ -192,7 +192,7 @@ def insert_rows(connection: Connection, table: Table, rows: list[dict[str, Any]]
             found[at] = encode(found[at])
         return found
 
-    copy_rows(connection, table, columns, map(values, rows))
+    _copy_rows(connection, table, columns, map(values, rows))
 
 
 def _json_or_null(value: Any) -> str | None:
@@ -213,7 +213,7 @@ def _json_columns(table: Table, columns: tuple[str, ...]) -> tuple[tuple[int, An
     return tuple(encoded)
 
 
-def copy_rows(
+def _copy_rows(
     connection: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """PostgreSQL: COPY `rows` (values in `columns` order) into `table`, in the
