@@ -27,11 +27,12 @@ import data.accord.lib
 
 # The allowed path, proven in this one body (a rule evaluated costs more than the few
 # expressions most of these facts take). It restates what `explained` concludes when it
-# allows, in the same order of checks as request_ok and unconsented_subjects below: the
-# agreement in force, the caller a recipient, some requested field permitted for the
-# purpose or an ancestor, every subject with a valid consent (when consent applies), no
-# strict minimisation dropping a field, an aggregate cohort proven large enough, an
-# approving review in force or no sensitive permitted field. Keep the two in step: when
+# allows, with the checks of request_ok and unconsented_subjects below (consent first, as
+# it denies most often): the agreement in force, the caller a recipient, some requested
+# field permitted for the purpose or an ancestor, every subject with a valid consent (when
+# consent applies), no strict minimisation dropping a field, an aggregate cohort proven
+# large enough, an approving review in force or no sensitive permitted field. Keep the
+# two in step: when
 # this body holds, `explained` must give the same document (the Rego tests and the
 # property tests in tests/policies/test_contract.py compare them on every input).
 result := {
