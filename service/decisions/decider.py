@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
+from service.core.workers import Workers
 from service.decisions import service
 
 if TYPE_CHECKING:
@@ -73,29 +73,15 @@ class Decider:
         self, runtime: Runtime, threads: int, max_group: int = 64, max_subjects: int = 1_000
     ) -> None:
         self._runtime = runtime
-        self._threads_wanted = threads
         self._max_group = max_group
         self._max_subjects = max_subjects
         self._queue: queue.SimpleQueue[_Job | Callable[[], None] | _Stop] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._workers = Workers("decide", threads, self._run, self._queue)
 
     def submit(self, ask: service.Ask, answered: Answered) -> None:
         """Queue one request; `answered` learns its answer once the decision is recorded."""
-        self._ensure_started()
+        self._workers.ensure_started()
         self._queue.put(_Job(ask, answered))
-
-    def _ensure_started(self) -> None:
-        if self._threads:
-            return
-        with self._lock:
-            if not self._threads:
-                self._threads = [
-                    threading.Thread(target=self._run, name=f"decide_{n}", daemon=True)
-                    for n in range(self._threads_wanted)
-                ]
-                for thread in self._threads:
-                    thread.start()
 
     def _run(self) -> None:
         # What did not fit in the last group (or must follow it) starts the next one.
@@ -182,11 +168,5 @@ class Decider:
 
     def close(self) -> None:
         """Stop the threads once the requests queued so far are decided; restartable."""
-        with self._lock:
-            threads, self._threads = self._threads, []
-        for _ in threads:
-            self._queue.put(_STOP)
-        for thread in threads:
-            thread.join(timeout=10)
-        if any(thread.is_alive() for thread in threads):
+        if not self._workers.stop(_STOP):
             log.error("decision threads did not stop in time")

@@ -188,10 +188,10 @@ class Ask:
 
 def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]:
     """Decide requests that arrived together, at one `now` and on one read of the database
-        taken after they all arrived; without recording (the decider hands them to the writer,
-    and `recorded` completes each answer). Each gets its own
-        decision, or the error that kept it from one (an idempotency key reused for another
-        request); a failed read fails them all (it raises)."""
+    taken after they all arrived; without recording (the decider hands them to the writer,
+    and `recorded` completes each answer). Each gets its own decision, or the error that
+    kept it from one (an idempotency key reused for another request); a failed read fails
+    them all (it raises)."""
     pseudonymise = runtime.pseudonymise
     pseudonyms = [
         None if a.request.subjects is None else [pseudonymise(s) for s in a.request.subjects]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.audit import log as audit
 from service.core.database import Base, insert_rows, transaction
 from service.core.identity import Actor
+from service.core.workers import Workers
 from service.decisions.models import Decision
 
 log = logging.getLogger("accord.decisions")
@@ -75,10 +75,12 @@ class DecisionWriter:
         self._sessions = sessions
         self._max_group = max_group
         self._wait = wait_seconds
-        self._threads_wanted = threads
         self._queue: queue.SimpleQueue[list[_Pending] | None] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
+        self._workers = Workers("decision-writer", threads, self._run, self._queue)
+
+    @property
+    def workers(self) -> Workers:
+        return self._workers
 
     @property
     def wait_seconds(self) -> float:
@@ -89,20 +91,8 @@ class DecisionWriter:
         self, decisions: list[tuple[Actor, audit.EventRecord, dict[str, Any], datetime, Done]]
     ) -> None:
         """Queue decisions that are committed together (unless a group is full)."""
-        self._ensure_started()
+        self._workers.ensure_started()
         self._queue.put([_Pending(*decision) for decision in decisions])
-
-    def _ensure_started(self) -> None:
-        if self._threads:
-            return
-        with self._lock:
-            if not self._threads:
-                self._threads = [
-                    threading.Thread(target=self._run, name=f"decision-writer-{n}", daemon=True)
-                    for n in range(self._threads_wanted)
-                ]
-                for thread in self._threads:
-                    thread.start()
 
     def _run(self) -> None:
         while True:
@@ -146,9 +136,5 @@ class DecisionWriter:
             _tell(pending, seq, None)
 
     def close(self) -> None:
-        with self._lock:
-            threads, self._threads = self._threads, []
-        for _ in threads:
-            self._queue.put(None)
-        for thread in threads:
-            thread.join(timeout=10)
+        if not self._workers.stop(None):
+            log.error("decision writers did not stop in time")

@@ -494,7 +494,7 @@ def test_several_writer_threads_keep_the_log_gapless(app: FastAPI, agreement: st
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(submit, range(len(made))))
     assert all_done.wait(20)
-    threads = list(writer._threads)
+    threads = writer.workers.threads
     writer.close()
     assert len(threads) == 3
     assert not any(thread.is_alive() for thread in threads)
@@ -511,4 +511,4 @@ def test_several_writer_threads_keep_the_log_gapless(app: FastAPI, agreement: st
 def test_writers_default_to_two_on_postgresql_and_one_on_sqlite(app: FastAPI) -> None:
     runtime = app.state.runtime
     expected = 2 if runtime.db.dialect.name == "postgresql" else 1
-    assert runtime.decision_writer._threads_wanted == expected
+    assert runtime.decision_writer.workers.count == expected
