@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.database import Base
@@ -45,7 +45,9 @@ class AuditEventSubject(Base):
 
     __tablename__ = "audit_event_subjects"
 
-    seq: Mapped[int] = mapped_column(ForeignKey("audit_events.seq"), primary_key=True)
+    # Written only with its event, which can never go away: no foreign key to check per
+    # row (migration 0006).
+    seq: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
     pseudonym: Mapped[str] = mapped_column(String(80), primary_key=True, index=True)
 
 
