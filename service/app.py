@@ -11,7 +11,6 @@ from functools import partial
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.engine import Engine
 
 from service import __version__
 from service.agreements import service as agreements
@@ -76,12 +75,6 @@ def build_policy_engine(settings: Settings) -> PolicyEngine:
     return EmbeddedEngine(policy_bundle, settings.policy_timeout_seconds)
 
 
-def _writers(settings: Settings, db: Engine) -> int:
-    if settings.decision_writers is not None:
-        return settings.decision_writers
-    return 2 if db.dialect.name == "postgresql" else 1
-
-
 def build_runtime(
     settings: Settings, *, clock: Clock | None = None, policy: PolicyEngine | None = None
 ) -> Runtime:
@@ -100,7 +93,7 @@ def build_runtime(
         metrics=Metrics(),
         organisations=OrganisationGate(read_sessions),
         taxonomy=TaxonomyCache(read_sessions),
-        decision_writer=DecisionWriter(sessions, threads=_writers(settings, db)),
+        decision_writer=DecisionWriter(sessions, threads=settings.decision_writers),
     )
     runtime.decider = Decider(runtime, settings.decision_threads)
     return runtime

@@ -99,13 +99,13 @@ class Settings(BaseSettings):
         description="threads that decide, per process (each decides the requests waiting "
         "together; one is fastest on SQLite and PostgreSQL, see bench/README.md)",
     )
-    decision_writers: int | None = Field(
-        None,
+    decision_writers: int = Field(
+        1,
         ge=1,
         le=8,
-        description="threads that record decisions, per process; unset: 2 on PostgreSQL "
-        "(a group's transaction starts while the one before commits: a shorter p99), 1 on "
-        "SQLite (its writers queue on one lock); see bench/README.md",
+        description="threads that record decisions, per process (more let a group's "
+        "transaction start while the one before commits; one, with larger groups, is "
+        "fastest on SQLite and PostgreSQL, see bench/README.md)",
     )
     max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
     sweep_interval_seconds: float = Field(

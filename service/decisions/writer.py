@@ -6,9 +6,10 @@ that many leaf indexes, inserts the events and decisions, commits, and only then
 back: each answer still leaves after its own decision is durable, but concurrent decisions
 share the commit instead of queueing one by one on the audit head's lock. No thread waits
 meanwhile, so a group is as large as the number of decisions in flight, not the number of
-decision threads. A second writer (the default on PostgreSQL) starts its transaction, and
-waits on the audit head's row lock, while the first commits: the leaf indexes stay
-gapless and in commit order, and a decision waits less for the writer before it.
+decision threads. With more than one writer (`decision_writers`; one is the default and
+the fastest, see bench/README.md), a second starts its transaction, and waits on the audit
+head's row lock, while the first commits: the leaf indexes stay gapless and in commit
+order.
 """
 
 from __future__ import annotations

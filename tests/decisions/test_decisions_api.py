@@ -508,7 +508,5 @@ def test_several_writer_threads_keep_the_log_gapless(app: FastAPI, agreement: st
     assert sorted(stored) == seqs
 
 
-def test_writers_default_to_two_on_postgresql_and_one_on_sqlite(app: FastAPI) -> None:
-    runtime = app.state.runtime
-    expected = 2 if runtime.db.dialect.name == "postgresql" else 1
-    assert runtime.decision_writer.workers.count == expected
+def test_one_writer_by_default(app: FastAPI) -> None:
+    assert app.state.runtime.decision_writer.workers.count == 1
