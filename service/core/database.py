@@ -90,8 +90,9 @@ def build_engine(url: str, pool_size: int = 20) -> Engine:
             max_overflow=pool_size,
             pool_timeout=10,
             # Last in, first out: the few connections in use stay warm (their server
-            # processes' caches); first in, first out cycled every request through all of
-            # them, and PostgreSQL spent 12-20% more CPU per decision (bench/README.md).
+            # processes' caches, psycopg's prepared statements); first in, first out cycled
+            # the requests through all of them, and PostgreSQL spent 12-20% more CPU per
+            # decision (bench/README.md).
             pool_use_lifo=True,
             connect_args={"connect_timeout": 5},
         )
