@@ -242,7 +242,7 @@ def _bind_processors(
     _check_defaults(table, columns)
     found = []
     for at, name in enumerate(columns):
-        process = table.columns[name].type._cached_bind_processor(dialect)
+        process = table.columns[name].type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             found.append((at, process))
     return tuple(found)
