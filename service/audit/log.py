@@ -15,13 +15,14 @@ from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, update
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from service.audit.actions import AuditAction, Outcome
 from service.audit.canonical import canonical_json, leaf_hash
 from service.audit.models import AuditEvent, AuditHead
 from service.core.clock import iso
-from service.core.database import Base, insert_rows
+from service.core.database import Base, driver_cursor, insert_rows
 from service.core.identity import Actor
 from service.core.ids import uuid4
 
@@ -88,10 +89,35 @@ _INSERT_SUBJECTS_QMARK = "INSERT INTO audit_event_subjects (seq, pseudonym) VALU
 _INSERT_SUBJECTS_FORMAT = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (%s, %s)"
 
 
+# PostgreSQL, when the append is the transaction's first statement (the decision writer's
+# case): BEGIN and the reservation in one round trip, where psycopg would send its BEGIN
+# alone first. The count is an int, formatted into the text; a simple query may hold both.
+_BEGIN_AND_RESERVE = "BEGIN; UPDATE audit_head SET size = size + {:d} WHERE id = 1 RETURNING size"
+
+
 def _reserve(session: Session, count: int) -> int:
     """Reserve `count` leaf indexes; returns the first."""
+    if not session.in_transaction() and session.get_bind().dialect.name == "postgresql":
+        return _begin_and_reserve(session, count)
     new_size = session.connection().execute(_RESERVE, {"count": count}).scalar_one()
     return int(new_size) - count
+
+
+def _begin_and_reserve(session: Session, count: int) -> int:
+    """Begin the session's transaction with the reservation. The connection is taken in
+    autocommit mode, so that neither SQLAlchemy nor psycopg sends a BEGIN of its own; the
+    explicit one makes the rest of the session's work one transaction, which its commit or
+    rollback ends (psycopg sends COMMIT or ROLLBACK while the server reports a transaction
+    open, autocommit or not)."""
+    connection = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    statement = _BEGIN_AND_RESERVE.format(count)
+    with driver_cursor(connection, statement) as cursor:
+        cursor.execute(statement)
+        cursor.nextset()  # past the BEGIN's result, to the UPDATE's
+        row = cursor.fetchone()
+    if row is None:
+        raise NoResultFound("the audit head row is missing")
+    return int(row[0]) - count
 
 
 def _event_row(actor: Actor, record: EventRecord, at: datetime) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -262,16 +263,23 @@ def _copy_rows(
     connection: Connection, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]
 ) -> None:
     """PostgreSQL: COPY `rows` (values in `columns` order) into `table`, in the
-    connection's transaction. Errors come out as SQLAlchemy's (an IntegrityError for a
-    duplicate key), and a lost connection is invalidated, as for a statement."""
+    connection's transaction."""
     statement = f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
+    with driver_cursor(connection, statement) as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+@contextlib.contextmanager
+def driver_cursor(connection: Connection, statement: str) -> Iterator[Any]:
+    """A DB-API cursor of `connection`, in its transaction, for what SQLAlchemy cannot
+    send. Errors come out as SQLAlchemy's (an IntegrityError for a duplicate key, naming
+    `statement`), and a lost connection is invalidated, as for a statement."""
     fairy: Any = connection.connection
     cursor = fairy.cursor()
     dbapi = connection.dialect.loaded_dbapi
     try:
-        with cursor.copy(statement) as copy:
-            for row in rows:
-                copy.write_row(row)
+        yield cursor
     except dbapi.Error as exc:
         lost = connection.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
         if lost:
