@@ -66,5 +66,7 @@ def test_the_head_stays_locked_until_the_appending_transaction_ends(
         after.execute(text("UPDATE audit_head SET size = size WHERE id = 1"))
         after.rollback()
     with log_runtime.db.connect() as pooled:  # and no connection went back mid-transaction
-        status = pooled.connection.driver_connection.info.transaction_status.name
+        driver = pooled.connection.driver_connection
+        assert driver is not None
+        status = driver.info.transaction_status.name
     assert status == "IDLE"
