@@ -54,6 +54,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=10000")
+        # The commit that takes the WAL past this many pages checkpoints it: 500 instead of
+        # SQLite's 1,000 halves the occasional commit that pays for a checkpoint, for a lower
+        # p99 (four alternating pairs: 23.4 against 24.3 ms) at 2% of the throughput.
+        cursor.execute("PRAGMA wal_autocheckpoint=500")
         cursor.close()
 
     @event.listens_for(engine, "begin")
