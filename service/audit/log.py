@@ -85,8 +85,7 @@ _RESERVE = (
 )
 _EVENTS = Base.metadata.tables[AuditEvent.__tablename__]
 # The subject index rows (SQLite), written below the expression layer (a batch brings 10,000).
-_INSERT_SUBJECTS_QMARK = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (?, ?)"
-_INSERT_SUBJECTS_FORMAT = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (%s, %s)"
+_INSERT_SUBJECTS = "INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (?, ?)"
 
 
 # PostgreSQL, when the append is the transaction's first statement (the decision writer's
@@ -165,13 +164,11 @@ def append_many(
     insert_rows(connection, _EVENTS, rows)
     if connection.dialect.name != "postgresql":
         # On PostgreSQL a trigger adds the subject rows of the inserted events (migration
-        # 0005); here plain DB-API executemany, as the expression layer's per-row
+        # 0005); on SQLite plain DB-API executemany, as the expression layer's per-row
         # parameter processing costs more than the insert itself.
         subjects = [(row["seq"], p) for row in rows for p in dict.fromkeys(row["subjects"])]
         if subjects:
-            qmark = connection.dialect.paramstyle == "qmark"
-            statement = _INSERT_SUBJECTS_QMARK if qmark else _INSERT_SUBJECTS_FORMAT
-            connection.exec_driver_sql(statement, subjects)
+            connection.exec_driver_sql(_INSERT_SUBJECTS, subjects)
     return [row["seq"] for row in rows]
 
 
