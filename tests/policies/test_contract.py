@@ -27,7 +27,7 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 SCHEMAS = POLICIES / "schemas"
 
 DECISION = "data.accord.decision.result"
-EXPLAINED = "data.accord.decision.explained"  # result's full definition, without the allowed path
+EXPLAINED = "data.accord.decision.explained"  # result's full definition, no fast path
 REVIEW = "data.accord.agreement.review"
 
 Doc = dict[str, Any]

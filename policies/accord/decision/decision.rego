@@ -10,11 +10,13 @@
 # or malformed value denies instead of allowing.
 #
 # Cost (see "Performance" in policies/README.md): every rule evaluated costs about as much
-# as a dozen expressions, so an allowed request is proven in the body of `result` alone, on
-# local variables; only when that body fails is the full definition (`explained`)
-# evaluated, which works out the reasons and their messages. Its request-level facts are
-# few and coarse, and its per-subject and per-consent loops read local variables rather
-# than rules and call no functions.
+# as a dozen expressions, so a request that passes every request-level rule is proven in
+# the body of `result` alone, on local variables, and its subjects are decided there by
+# their consents (allowed, or denied with their reasons); only when that body fails, for a
+# request-level reason, is the full definition (`explained`) evaluated, which works out
+# the request's reasons and their messages. Both decide the subjects with the same
+# functions (unconsented_among, subject_results), whose per-subject and per-consent loops
+# read their arguments rather than rules.
 package accord.decision
 
 import rego.v1
@@ -25,19 +27,18 @@ import data.accord.lib
 # The result
 # ---------------------------------------------------------------------------------------
 
-# The allowed path, proven in this one body (a rule evaluated costs more than the few
-# expressions most of these facts take). It restates what `explained` concludes when it
-# allows, with the checks of request_ok and unconsented_subjects below (consent first, as
-# it denies most often): the agreement in force, the caller a recipient, some requested
-# field permitted for the purpose or an ancestor, every subject with a valid consent (when
-# consent applies), no strict minimisation dropping a field, an aggregate cohort proven
-# large enough, an approving review in force or no sensitive permitted field. Keep the
-# two in step: when
-# this body holds, `explained` must give the same document (the Rego tests and the
+# The allowed-request path, proven in this one body (a rule evaluated costs more than the
+# few expressions most of these facts take). It restates the checks of request_ok below:
+# the agreement in force, the caller a recipient, some requested field permitted for the
+# purpose or an ancestor, no strict minimisation dropping a field, an aggregate cohort
+# proven large enough, an approving review in force or no sensitive permitted field. The
+# request is then allowed unless some subject lacks a valid consent (when consent
+# applies), and each subject is decided as `explained` decides it. Keep the two in step:
+# when this body holds, `explained` must give the same document (the Rego tests and the
 # property tests in tests/policies/test_contract.py compare them on every input).
 result := {
-	"allow": true,
-	"reasons": [],
+	"allow": unconsented == set(),
+	"reasons": subjects_summary(requested, unconsented),
 	"obligations": {
 		"permitted_fields": sort(granted),
 		"dropped_fields": sort(trimmed),
@@ -46,10 +47,7 @@ result := {
 		"min_cohort": object.get(terms, ["minimisation", "min_cohort"], null),
 		"ethics_conditions": conditions,
 	},
-	"subjects": [{"subject": subject, "allow": true, "reasons": []} |
-		kind == "subjects"
-		some subject in input.request.subjects
-	],
+	"subjects": subject_results(requested, unconsented, consents, now, purposes, categories, set()),
 } if {
 	terms := input.agreement
 	terms.status == "active"
@@ -70,8 +68,8 @@ result := {
 	}
 	granted != set()
 
-	# Consent, first: the commonest reason to deny. (`every` stops at the first subject
-	# without a valid consent.)
+	# The subjects without a valid consent (none when consent does not apply) deny only
+	# themselves: they are explained below, in subject_results.
 	kind := input.request.kind
 	consent_applies := [1 |
 		kind == "subjects"
@@ -86,18 +84,8 @@ result := {
 		}
 	]
 	consents := object.get(input, "consents", {})
-	every subject in [subject | consent_applies; some subject in input.request.subjects] {
-		some consent in consents[subject]
-		consent.status == "given"
-		consent.valid_from_ns <= now
-		[1 | not consent.subject_is_minor == false; not consent.guardian == true] == []
-		[1 | consent.valid_until_ns != null; not now < consent.valid_until_ns] == []
-		[purpose | some purpose in consent.purposes; purposes[purpose]] != []
-		every cats in categories {
-			some code in consent.categories
-			cats[code]
-		}
-	}
+	requested := [subject | kind == "subjects"; some subject in input.request.subjects]
+	unconsented := unconsented_among(requested, consent_applies, consents, now, purposes, categories)
 
 	trimmed := {field | some field in fields; not granted[field]}
 	[1 | trimmed != set(); not terms.minimisation.mode == "trim"] == []
@@ -146,11 +134,16 @@ allow if {
 # subjects; else none.
 reasons := [{"code": code, "message": request_reasons[code]} | some code in sort(object.keys(request_reasons))] if {
 	not request_ok
+} else := subjects_summary(input.request.subjects, unconsented_subjects)
+
+# "some_subjects_denied", with how many of the subjects are denied (an allowed request's
+# subjects are denied only for their consent), or nothing when none is.
+subjects_summary(subjects, unconsented) := [] if {
+	unconsented == set()
 } else := [{"code": "some_subjects_denied", "message": msg}] if {
-	not subjects_ok
-	denied := count([1 | some subject in subjects; subject.allow == false])
+	denied := count([1 | some subject in subjects; unconsented[subject]])
 	msg := sprintf("%d of %d subjects were denied", [denied, count(subjects)])
-} else := []
+}
 
 # No request-level reason (request_denials, below, is empty).
 #
@@ -403,55 +396,63 @@ ethics_conditions := object.get(input.ethics_review, "conditions", []) if {
 #
 # A subject is allowed when the request is allowed and the subject's consent passes
 # (always, when consent does not apply). The work is linear in subjects and consents:
-#   1. unconsented_subjects: one pass over the requested subjects and their consents finds
+#   1. unconsented_among: one pass over the requested subjects and their consents finds
 #      the subjects without a valid one;
-#   2. if the request is allowed and there are none (or consent does not apply), every
-#      subject gets the same allowed entry;
-#   3. otherwise each denied subject gets a key (unconsented_keys): the facts of its
-#      consents, what the consent rules look at, with the times already judged ("missing"
-#      when it has no consent record); the reason list of each distinct key is worked out
-#      once (subject_reason_lists), and each subject's entry is two map lookups.
+#   2. if the request is allowed and there are none, every subject gets the same allowed
+#      entry;
+#   3. otherwise each denied subject gets a key (consent_keys): the facts of its consents,
+#      what the consent rules look at, with the times already judged ("missing" when it has
+#      no consent record; "ok" for a subject with a valid consent); the reason list of each
+#      distinct key is worked out once, and each subject's entry is two map lookups.
+# Both `result`'s allowed-request path and `explained` use these functions, on their own
+# copies of the request-level facts.
 # ---------------------------------------------------------------------------------------
 
 subjects := [] if {
 	not input.request.kind == "subjects"
-} else := [{"subject": subject, "allow": true, "reasons": []} | some subject in input.request.subjects] if {
-	request_ok
-	subjects_ok
-} else := [{"subject": subject, "allow": false, "reasons": listed} | some subject in input.request.subjects] if {
-	not consent_applies
-	listed := request_denied_reasons
-} else := [{"subject": subject, "allow": listed == [], "reasons": listed} |
-	some subject in input.request.subjects
-	listed := lists[keys[subject]]
-] if {
-	unconsented := unconsented_subjects
-	keys := object.union({subject: "ok" | some subject in input.request.subjects; not unconsented[subject]}, unconsented_keys)
-	lists := subject_reason_lists
-}
+} else := subject_results(
+	input.request.subjects,
+	unconsented_subjects,
+	object.get(input, "consents", {}),
+	object.get(input, "now_ns", null),
+	lineage,
+	permitted_categories,
+	request_denied_codes,
+)
 
 # Every requested subject passes the consent rules.
-subjects_ok := true if {
-	not consent_applies
-} else := unconsented_subjects == set()
+subjects_ok := unconsented_subjects == set()
 
 # Consent is required when the agreement says so or its legal basis is consent.
+default consent_applies := false
+
 consent_applies if {
 	input.request.kind == "subjects"
 	({1 | agreement.consent_required == true} | {1 | agreement.legal_basis == "consent"}) != set()
 }
 
-# The requested subjects without a valid consent, in one pass over the requested subjects
-# and their consents. A consent is valid when it is given, has started, for a minor was
-# given by a guardian, has not ended, covers the purpose (or an ancestor), and covers the
-# category (or an ancestor) of every permitted field (cheapest checks first). This is the
-# hot loop of a batch: inline, on local variables. A consent is valid here exactly when
-# consent_problems (below) finds nothing wrong with its facts; keep the two in step (the
-# reference model in tests/policies/test_contract.py checks both).
 default unconsented_subjects := set()
 
-unconsented_subjects := {subject |
-	some subject in input.request.subjects
+unconsented_subjects := unconsented_among(
+	input.request.subjects,
+	consent_applies,
+	object.get(input, "consents", {}),
+	input.now_ns,
+	lineage,
+	permitted_categories,
+)
+
+# The subjects without a valid consent, when consent applies, in one pass over the subjects
+# and their consents. A consent is valid when it is given, has started, for a minor was
+# given by a guardian, has not ended, covers the purpose (or an ancestor), and covers the
+# category (or an ancestor) of every permitted field (cheapest checks first): `purposes`
+# is the set of the purpose and its ancestors, `categories` one set per permitted field
+# (its category and their ancestors). This is the hot loop of a batch. A consent is valid
+# here exactly when consent_problems (below) finds nothing wrong with its facts; keep the
+# two in step (the reference model in tests/policies/test_contract.py checks both).
+unconsented_among(subjects, applies, consents, now, purposes, categories) := {subject |
+	applies
+	some subject in subjects
 	[consent |
 		some consent in consents[subject]
 		consent.status == "given"
@@ -464,28 +465,41 @@ unconsented_subjects := {subject |
 			cats[code]
 		}
 	] == []
-} if {
-	consents := object.get(input, "consents", {})
-	now := input.now_ns
-	purposes := lineage
-	categories := permitted_categories
+}
+
+# Each subject's result: allowed when it is not among `unconsented` and the request-level
+# codes `denied` are empty; otherwise its reasons, those codes with its consent codes.
+subject_results(subjects, unconsented, consents, now, purposes, categories, denied) := [{"subject": subject, "allow": true, "reasons": []} |
+	some subject in subjects
+] if {
+	unconsented == set()
+	denied == set()
+} else := [{"subject": subject, "allow": listed == [], "reasons": listed} |
+	some subject in subjects
+	listed := lists[keys[subject]]
+] if {
+	keys := object.union(
+		{subject: "ok" | some subject in subjects; not unconsented[subject]},
+		consent_keys(unconsented, consents, now),
+	)
+	lists := {key: subject_reasons(key_codes(key, purposes, categories) | denied) |
+		some key in {facts | some _, facts in keys}
+	}
 }
 
 # ---------------------------------------------------------------------------------------
 # Denied subjects: only evaluated when some subject is denied
 # ---------------------------------------------------------------------------------------
 
-# requested subject -> key, for each requested subject without a valid consent (when
-# consent applies): "missing" for a subject without a consent record, else the facts of
-# each of its consents, in order. The facts of a consent are what consent_problems looks
-# at, with the times already judged at now_ns, so subjects whose consents differ only in
-# ids and dates share a key, and each distinct key is explained once
-# (subject_reason_lists). A (schema-invalid) consent lacking a key its facts need has no
-# facts: it explains nothing, and consent_invalid covers a subject left without any.
-default unconsented_keys := {}
-
-unconsented_keys := object.union(
-	{subject: "missing" | some subject in unconsented_subjects; not consents[subject]},
+# subject -> key, for each subject without a valid consent: "missing" for a subject
+# without a consent record, else the facts of each of its consents, in order. The facts of
+# a consent are what consent_problems looks at, with the times already judged at `now`, so
+# subjects whose consents differ only in ids and dates share a key, and each distinct key
+# is explained once (subject_results). A (schema-invalid) consent lacking a key its facts
+# need has no facts: it explains nothing, and consent_invalid covers a subject left
+# without any.
+consent_keys(unconsented, consents, now) := object.union(
+	{subject: "missing" | some subject in unconsented; not consents[subject]},
 	{subject: [[
 		consent.status,
 		consent.valid_from_ns <= now,
@@ -497,46 +511,38 @@ unconsented_keys := object.union(
 	] |
 		some consent in records
 	] |
-		some subject in unconsented_subjects
+		some subject in unconsented
 		records := consents[subject]
 	},
-) if {
-	consents := object.get(input, "consents", {})
-	now := input.now_ns
-}
-
-# key -> the reason list of the subjects with that key (request_denied included when the
-# request is denied); "ok" is the key of the subjects with a valid consent.
-subject_reason_lists := {key: subject_reasons(key_codes(key) | request_denied_codes) |
-	some key in ({"ok"} | {facts | some _, facts in unconsented_keys})
-}
+)
 
 # The consent codes of the subjects with a key: none for "ok"; consent_missing without a
-# consent record; else why none of its consents is valid.
-key_codes("ok") := set()
+# consent record; else why none of its consents is valid (`purposes` and `categories` as
+# in unconsented_among).
+key_codes("ok", _, _) := set()
 
-key_codes("missing") := {"consent_missing"}
+key_codes("missing", _, _) := {"consent_missing"}
 
-key_codes(facts) := consents_problems(facts) if is_array(facts)
+key_codes(facts, purposes, categories) := consents_problems(facts, purposes, categories) if is_array(facts)
 
 # The union of the problems of each consent (never empty: consent_invalid if nothing else
 # applies, e.g. an unrecognised status).
-consents_problems(facts) := codes if {
-	codes := {code | some consent in facts; some code in consent_problems(consent)}
+consents_problems(facts, purposes, categories) := codes if {
+	codes := {code | some consent in facts; some code in consent_problems(consent, purposes, categories)}
 	codes != set()
 } else := {"consent_invalid"}
 
 # What is wrong with one consent, given its facts (nothing for a valid consent).
-consent_problems([status, started, ended, purposes, categories, subject_is_minor, guardian]) := (
+consent_problems([status, started, ended, consent_purposes, consent_categories, subject_is_minor, guardian], purposes, categories) := (
 	{"consent_withdrawn" | status == "withdrawn"}
 	| {"consent_refused" | status == "refused"}
 	| {"consent_expired" | status == "expired"}
 	| {"consent_expired" | ended == true}
 	| {"consent_not_yet_valid" | not started == true}
-	| {"consent_purpose_not_covered" | count({p | some p in purposes; p in lineage}) == 0}
+	| {"consent_purpose_not_covered" | count({p | some p in consent_purposes; p in purposes}) == 0}
 	| {"consent_categories_not_covered" |
-		some cats in permitted_categories
-		count({code | some code in categories; code in cats}) == 0
+		some cats in categories
+		count({code | some code in consent_categories; code in cats}) == 0
 	}
 	| {"guardian_consent_missing" | not subject_is_minor == false; not guardian == true}
 )
@@ -544,8 +550,6 @@ consent_problems([status, started, ended, purposes, categories, subject_is_minor
 request_denied_codes := set() if {
 	request_ok
 } else := {"request_denied"}
-
-request_denied_reasons := subject_reasons(request_denied_codes)
 
 subject_reasons(codes) := [{"code": code, "message": subject_messages[code]} | some code in sort(codes)]
 

@@ -379,7 +379,7 @@ test_aggregate_ignores_consent if {
 }
 
 # ---------------------------------------------------------------------------------------
-# The allowed path in `result`'s own body, and `explained`
+# The allowed-request path in `result`'s own body, and `explained`
 # ---------------------------------------------------------------------------------------
 
 # Allowed inputs of several shapes: consents, aggregate, another legal basis, trimmed
@@ -398,21 +398,46 @@ allowed_inputs := [
 	fx.with_key(fx.aggregate_input, "ethics_review", null),
 ]
 
-test_allowed_inputs_take_the_allowed_path if {
+# Requests that pass every request-level rule, with some or all subjects denied for their
+# consent: one withdrawn, none recorded, and a mix with a subject requested twice.
+consent_denied_inputs := [
+	fx.with_consents({"ps-1": [fx.consent({"status": "withdrawn"})], "ps-2": [fx.consent({})]}),
+	fx.with_consents({}),
+	fx.with_(
+		fx.with_consents({"ps-a": [fx.consent({})], "ps-b": [fx.consent({"status": "refused"})]}),
+		{"request": {"subjects": ["ps-b", "ps-a", "ps-c", "ps-b"]}},
+	),
+]
+
+test_allowed_inputs_take_the_allowed_request_path if {
 	every inp in allowed_inputs {
 		result := decision.result with input as inp with decision.explained as "explained"
 		result.allow == true
 	}
 }
 
-test_allowed_path_agrees_with_explained if {
-	every inp in allowed_inputs {
+test_consent_denials_take_the_allowed_request_path if {
+	every inp in consent_denied_inputs {
+		result := decision.result with input as inp with decision.explained as "explained"
+		result.allow == false
+		fx.codes(result) == ["some_subjects_denied"]
+	}
+}
+
+test_allowed_request_path_agrees_with_explained if {
+	every inp in array.concat(allowed_inputs, consent_denied_inputs) {
 		result := decision.result with input as inp
 		result == decision.explained with input as inp
 	}
 }
 
-# What the allowed path does not prove is left to `explained`.
+test_subject_requested_twice_is_counted_twice if {
+	result := decision.result with input as consent_denied_inputs[2]
+	result.reasons[0].message == "3 of 4 subjects were denied"
+	[subject.allow | some subject in result.subjects] == [false, true, false, false]
+}
+
+# A request-level denial is left to `explained`.
 test_denied_inputs_are_explained if {
 	denied := [
 		fx.with_(fx.subjects_input, {"agreement": {"status": "suspended"}}),
@@ -421,7 +446,6 @@ test_denied_inputs_are_explained if {
 		fx.with_(fx.subjects_input, {"request": {"fields": ["diagnosis", "email"]}}),
 		fx.with_(fx.aggregate_input, {"request": {"cohort_size": 3}}),
 		fx.with_key(fx.subjects_input, "ethics_review", null),
-		fx.with_consents({"ps-1": [fx.consent({"status": "withdrawn"})]}),
 		{},
 	]
 	every inp in denied {
