@@ -55,3 +55,18 @@ def test_large_json_columns_use_lz4_on_postgresql(empty_url: str) -> None:
             assert {how for _, how in connection.execute(query)} == {""}
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_subject_rows_are_added_in_pseudonym_order_on_postgresql(empty_url: str) -> None:
+    upgrade(empty_url)
+    engine = build_engine(empty_url)
+    query = text("SELECT pg_get_functiondef('audit_event_subjects_fill'::regproc)")
+    try:
+        with engine.connect() as connection:
+            assert "ORDER BY subject.pseudonym" in connection.scalar(query)
+        downgrade(empty_url, "0006")
+        with engine.connect() as connection:
+            assert "ORDER BY" not in connection.scalar(query)
+    finally:
+        engine.dispose()
