@@ -1,8 +1,8 @@
 """Decision-path benchmark (issue 3, "Performance").
 
     python bench/decisions.py [--database sqlite|postgresql|both] [--duration SECONDS]
-                              [--concurrency 32] [--batch-requests 8] [--json PATH]
-                              [--log-events N]
+                              [--rounds 3] [--concurrency 32] [--batch-requests 8]
+                              [--json PATH] [--log-events N]
 
 For each database, in one run on this machine:
 
@@ -13,9 +13,13 @@ For each database, in one run on this machine:
 2. the real service (`uvicorn service.main:app`, one worker) and a bare FastAPI baseline
    (`bench/bare_app.py`: same body model, constant answer), each its own process;
 3. a closed-loop load generator (`bench/loadgen.py`, its own process, raw asyncio streams)
-   at `--concurrency` keep-alive connections: warm-up, then `--duration` seconds against
-   each target with single-subject requests rotating over allowed and denied subjects;
-   then `--batch-requests` decisions of 10,000 subjects each, one at a time;
+   at `--concurrency` keep-alive connections, single-subject requests rotating over
+   allowed and denied subjects: the bare and the decision loads alternate in `--rounds`
+   rounds (default 3), each a warm-up and then its share of `--duration` seconds, so that
+   both see the machine's other load alike; a target's figures merge its rounds
+   (throughput over the summed measured time, percentiles over every latency), and each
+   round's ratio is printed too; then `--batch-requests` decisions of 10,000 subjects
+   each, one at a time;
 4. the durability check: rows in `decisions` and `decision.*` events in `audit_events`
    must both equal the number of successful decision responses;
 5. a table with the targets (single ≥ 0.25x bare throughput with p99 < 25 ms; batch
@@ -130,6 +134,7 @@ class Options:
     batch_requests: int
     pg_admin: str
     json_path: Path | None
+    rounds: int = 1  # the bare and decision loads alternate in this many rounds
     log_events: int = 0  # > 0: the log-growth benchmark (--log-events)
     pinning: Pinning | None = None  # None: servers and load generator share every CPU
 
@@ -147,6 +152,7 @@ class Result:
     successes: int = 0
     decision_rows: int = 0
     audit_decision_events: int = 0
+    round_ratios: list[float] = field(default_factory=list)
 
     @property
     def ratio(self) -> float:
@@ -417,13 +423,69 @@ def run_load(server: Server, spec: dict[str, Any], workdir: Path, timeout: float
     busy_after, total_after = machine_cpu()
     server_cpu = server.cpu_seconds() - cpu_before
     answered = report["warmup"]["ok"] + report["measured"]["ok"]
-    report["server_cpu_pct"] = 100 * server_cpu / wall
+    report["server_cpu_s"], report["wall_s"] = server_cpu, wall
     report["server_peak_mib"] = peak_memory_mib(server.process.pid)
+    report["machine_busy"] = busy_after - machine_before[0]
+    report["machine_total"] = total_after - machine_before[1]
+    return _with_rates(report, answered)
+
+
+def _with_rates(report: dict[str, Any], answered: int) -> dict[str, Any]:
+    """The report's CPU shares, from its summed seconds and jiffies."""
+    server_cpu, wall = report["server_cpu_s"], report["wall_s"]
+    report["server_cpu_pct"] = 100 * server_cpu / wall
     report["server_cpu_ms_per_request"] = 1000 * server_cpu / answered if answered else math.nan
     report["client_cpu_pct"] = 100 * report["client_cpu_s"] / report["client_wall_s"]
-    busy = busy_after - machine_before[0]
-    report["machine_cpu_pct"] = 100 * busy / max(total_after - machine_before[1], 1.0)
+    report["machine_cpu_pct"] = 100 * report["machine_busy"] / max(report["machine_total"], 1.0)
     return report
+
+
+def merge_loads(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One report for a load run in rounds: counts, times and CPU summed, percentiles over
+    every measured latency (the rounds' raw latencies, dropped here)."""
+    _bench_modules()
+    from loadgen import percentile
+
+    measured = [r["measured"] for r in reports]
+    latencies = sorted(x for m in measured for x in m.pop("latencies_us"))
+    errors: dict[str, int] = {}
+    for m in measured:
+        for kind, count in m["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+
+    def total(key: str, of: Sequence[dict[str, Any]] = measured) -> Any:
+        return sum(part[key] for part in of)
+
+    elapsed, ok = total("elapsed_s"), total("ok")
+    merged = {
+        "ok": ok,
+        "errors": errors,
+        "error_count": total("error_count"),
+        "elapsed_s": elapsed,
+        "rps": ok / elapsed,
+        **{
+            f"p{name}_ms": percentile(latencies, q) / 1e3
+            for name, q in (("50", 0.5), ("90", 0.9), ("99", 0.99), ("999", 0.999))
+        },
+        "max_ms": latencies[-1] / 1e3 if latencies else math.nan,
+        "mean_ms": sum(latencies) / len(latencies) / 1e3 if latencies else math.nan,
+        **{k: total(k) for k in ("allow", "deny", "subject_allow", "subject_deny")},
+    }
+    warmups = [r["warmup"] for r in reports]
+    report = {
+        "warmup": {"ok": total("ok", warmups), "error_count": total("error_count", warmups)},
+        "measured": merged,
+        "rounds_rps": [m["rps"] for m in measured],
+        "server_peak_mib": max(r["server_peak_mib"] for r in reports),
+        **{
+            key: total(key, reports)
+            for key in (
+                "client_cpu_s", "client_wall_s", "server_cpu_s", "wall_s", "machine_busy",
+                "machine_total",
+            )
+        },
+    }  # fmt: skip
+    return _with_rates(report, report["warmup"]["ok"] + ok)
 
 
 # -- databases -----------------------------------------------------------------------------
@@ -650,12 +712,23 @@ def run_database(kind: str, opts: Options) -> Result:
         bare.wait_ready()
 
         singles, batch = request_bodies(bench.agreement_id, opts)
-        timed = timed_spec(bench.token, singles, opts)
-        limit = opts.warmup + opts.duration + 90
-        print(f"[{label}] bare FastAPI baseline, {opts.duration:g} s", flush=True)
-        result.bare = run_load(bare, timed, workdir, limit)
-        print(f"[{label}] decision endpoint, {opts.duration:g} s", flush=True)
-        result.single = run_load(service, timed, workdir, limit)
+        # The bare and the decision loads alternate, so that both see the machine's other
+        # load alike: on a shared machine it can change by a third within minutes.
+        each = opts.duration / opts.rounds
+        timed = {**timed_spec(bench.token, singles, opts), "duration_seconds": each}
+        timed["raw_latencies"] = True
+        limit = opts.warmup + each + 90
+        bare_loads, single_loads = [], []
+        for n in range(1, opts.rounds + 1):
+            print(f"[{label}] round {n}/{opts.rounds}: bare FastAPI, {each:g} s", flush=True)
+            bare_loads.append(run_load(bare, timed, workdir, limit))
+            print(f"[{label}] round {n}/{opts.rounds}: decision endpoint, {each:g} s", flush=True)
+            single_loads.append(run_load(service, timed, workdir, limit))
+        result.bare, result.single = merge_loads(bare_loads), merge_loads(single_loads)
+        result.round_ratios = [
+            s / b
+            for s, b in zip(result.single["rounds_rps"], result.bare["rounds_rps"], strict=True)
+        ]
         print(
             f"[{label}] batch: {opts.batch_requests} x {opts.batch_subjects:,} subjects",
             flush=True,
@@ -732,15 +805,20 @@ def measure_phase(
     return phase
 
 
+def _bench_modules() -> None:
+    """Make bench/'s own modules importable (this one may be imported as bench.decisions)."""
+    bench_dir = str(Path(__file__).resolve().parent)
+    if bench_dir not in sys.path:
+        sys.path.insert(0, bench_dir)
+
+
 def grow_log(url: str, settings: Settings, events: int) -> int:
     """Bulk-append audit events until the log holds `events`; returns the size before.
 
     `bench/audit_log.py`'s generator and `bulk_insert`: correct leaf hashes, seq from the
     current `audit_head` on, `audit_head` set to `events` in the same transaction.
     """
-    bench_dir = str(Path(__file__).resolve().parent)
-    if bench_dir not in sys.path:
-        sys.path.insert(0, bench_dir)
+    _bench_modules()
     from audit_log import bulk_insert, existing_world
 
     world = existing_world(url, events)
@@ -896,7 +974,8 @@ def print_database(result: Result, opts: Options) -> None:
     print(
         f"prepared in {result.prepare_s:.1f} s (migrate + seed-demo), "
         f"{opts.batch_subjects:,} bench consents in {result.consents_s:.1f} s; "
-        f"{opts.concurrency} connections, {opts.duration:g} s after {opts.warmup:g} s warm-up"
+        f"{opts.concurrency} connections, {opts.duration:g} s per target in "
+        f"{opts.rounds} alternating rounds, each after {opts.warmup:g} s warm-up"
     )
     header = HEADER
     print(header)
@@ -909,7 +988,8 @@ def print_database(result: Result, opts: Options) -> None:
     for name, report, decisions in rows:
         print_row(name, report, decisions)
     b = result.batch["measured"]
-    print(f"ratio decision/bare: {result.ratio:.3f}")
+    rounds = ", ".join(f"{r:.3f}" for r in result.round_ratios)
+    print(f"ratio decision/bare: {result.ratio:.3f} (rounds: {rounds})")
     print(
         f"batch: {fmt(result.batch_rate, ',.0f')} subject-decisions/s "
         f"({b['subject_allow']:,} allowed / {b['subject_deny']:,} denied subjects), "
@@ -954,7 +1034,14 @@ def parse_args(argv: list[str] | None) -> Options:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per target")
-    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target")
+    parser.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per load")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="the bare and decision loads alternate in this many rounds (their --duration "
+        "split between them)",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="connections")
     parser.add_argument("--batch-requests", type=int, default=8, help="measured batches")
     parser.add_argument(
@@ -993,6 +1080,7 @@ def parse_args(argv: list[str] | None) -> Options:
         batch_requests=args.batch_requests,
         pg_admin=args.pg_admin,
         json_path=args.json,
+        rounds=max(1, args.rounds),
         log_events=args.log_events,
         pinning=cpu_pinning(not args.no_pin),
     )

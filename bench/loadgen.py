@@ -25,7 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 
 class LoadSpec(TypedDict):
@@ -41,6 +41,14 @@ class LoadSpec(TypedDict):
     requests: int  # used when duration_seconds == 0: fixed number of requests
     deadline_seconds: float  # fixed-count runs start no request after this (0: none)
     timeout_seconds: float
+    raw_latencies: NotRequired[bool]  # the measured phase's latencies too, in µs
+
+
+def percentile(ordered: list[int], q: float) -> float:
+    """The nearest-rank `q` quantile of sorted values (NaN for none)."""
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))]
 
 
 @dataclass
@@ -60,15 +68,12 @@ class Phase:
     def error(self, kind: str) -> None:
         self.errors[kind] = self.errors.get(kind, 0) + 1
 
-    def report(self) -> dict[str, Any]:
+    def report(self, raw_latencies: bool = False) -> dict[str, Any]:
         ordered = sorted(self.latencies_ns)
         elapsed = max(self.finished - self.started, 1e-9)
 
         def pct(q: float) -> float:
-            if not ordered:
-                return float("nan")
-            rank = min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.5) - 1))
-            return ordered[rank] / 1e6
+            return percentile(ordered, q) / 1e6
 
         return {
             "ok": self.ok,
@@ -86,6 +91,7 @@ class Phase:
             "deny": self.deny,
             "subject_allow": self.subject_allow,
             "subject_deny": self.subject_deny,
+            **({"latencies_us": [ns // 1000 for ns in ordered]} if raw_latencies else {}),
         }
 
 
@@ -237,7 +243,7 @@ async def run(spec: LoadSpec) -> dict[str, Any]:
         conn.close()
     return {
         "warmup": warm.report(),
-        "measured": measured.report(),
+        "measured": measured.report(spec.get("raw_latencies", False)),
         "client_cpu_s": cpu,
         "client_wall_s": wall,
     }
