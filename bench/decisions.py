@@ -715,8 +715,11 @@ def run_database(kind: str, opts: Options) -> Result:
         # The bare and the decision loads alternate, so that both see the machine's other
         # load alike: on a shared machine it can change by a third within minutes.
         each = opts.duration / opts.rounds
-        timed = {**timed_spec(bench.token, singles, opts), "duration_seconds": each}
-        timed["raw_latencies"] = True
+        timed = {
+            **timed_spec(bench.token, singles, opts),
+            "duration_seconds": each,
+            "raw_latencies": True,
+        }
         limit = opts.warmup + each + 90
         bare_loads, single_loads = [], []
         for n in range(1, opts.rounds + 1):
