@@ -204,7 +204,6 @@ def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]
     ]
     outcomes: list[Decided | Exception | None] = [None] * len(asks)
     now = runtime.clock.now()
-    decided_at = iso(now)  # formatted once for the group
     with runtime.read_sessions() as reader:
         if runtime.db.dialect.name == "postgresql":
             # Under READ COMMITTED each statement takes its own snapshot even inside a
@@ -230,7 +229,7 @@ def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]
     for n, context in zip(fresh, contexts, strict=True):
         try:
             outcomes[n] = _decided(
-                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now, decided_at
+                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now
             )
         except Exception as exc:  # this request's answer could not be made: no answer
             outcomes[n] = exc
@@ -256,7 +255,6 @@ def _decided(
     fingerprint: str,
     context: DecisionContext,
     now: datetime,
-    decided_at: str,
 ) -> Decided:
     """Evaluate the policy on a context and make the answer, audit event and row."""
     request, principal = ask.request, ask.actor.principal
@@ -286,7 +284,7 @@ def _decided(
         "purpose": request.purpose,
         "policy_revision": revision,
         "engine": policy.name,
-        "decided_at": decided_at,
+        "decided_at": iso(now),
     }
     reason_codes = sorted(
         {r["code"] for r in outcome["reasons"]}
