@@ -2,7 +2,8 @@
 
 Requests that arrive together are decided together (`decide_group`, on a decision thread,
 see decider.py): their contexts are read in one read-only transaction and the policy is
-evaluated outside any transaction, once per request; the audit events and decision rows
+evaluated outside any transaction, once per request, or once for requests that differ
+only in their subjects (`grouped`, see `_evaluations`); the audit events and decision rows
 are then committed together by the decision writer (group commit). This is the one route
 that does not use the request's session: the caller only sees the decision after its write
 transaction commits; any failure before then means no answer at all, never an allow.
@@ -31,8 +32,8 @@ from service.core.errors import Conflict, NotFound, Unavailable
 from service.core.identity import Principal, Role
 from service.core.ids import uuid4
 from service.decisions.context import DecisionContext, Wanted, build_contexts
-from service.decisions.engines import PolicyError
-from service.decisions.engines.base import DECISION_ENTRYPOINT
+from service.decisions.engines import PolicyEngine, PolicyError, PolicyUndefined
+from service.decisions.engines.base import DECISION_ENTRYPOINT, GROUPED_ENTRYPOINT
 from service.decisions.models import Decision
 from service.decisions.schemas import DecisionRequest
 
@@ -226,10 +227,11 @@ def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]
             fresh.append(n)
         wanted = [_wanted(asks[n], pseudonyms[n]) for n in fresh]
         contexts = build_contexts(reader, runtime.taxonomy.get(reader), wanted, now)
-    for n, context in zip(fresh, contexts, strict=True):
+    values = _evaluations(runtime, wanted, contexts)
+    for n, context, value in zip(fresh, contexts, values, strict=True):
         try:
             outcomes[n] = _decided(
-                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now
+                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now, value
             )
         except Exception as exc:  # this request's answer could not be made: no answer
             outcomes[n] = exc
@@ -248,6 +250,70 @@ def _wanted(ask: Ask, pseudonyms: list[str] | None) -> Wanted:
     )
 
 
+def _evaluations(
+    runtime: Runtime, wanted: list[Wanted], contexts: list[DecisionContext]
+) -> list[Any]:
+    """The policy's value for each request's context, or the PolicyError that kept it from
+    one. Requests that differ only in their subjects (same caller, agreement, purpose and
+    fields: their documents differ only in `request.subjects` and `consents`) are evaluated
+    together by `grouped`, which proves the request-level rules once for all of them; each
+    entry of its answer is what `result` answers for that request's own document, which is
+    what the decision stores (tests/policies/test_contract.py holds the policy to this).
+    Where `grouped` is undefined (the request fails a request-level rule) each request is
+    evaluated on its own; any other failure fails all of them."""
+    policy = runtime.policy
+    observe = runtime.metrics.policy_seconds.labels(policy.name).observe
+    values: list[Any] = [None] * len(contexts)
+    alike: dict[tuple[Any, ...], list[int]] = {}
+    for n, want in enumerate(wanted):
+        if want.pseudonyms is not None:
+            key = (want.principal, want.agreement_id, want.purpose, tuple(want.fields))
+            alike.setdefault(key, []).append(n)
+    alone = [n for members in alike.values() if len(members) == 1 for n in members]
+    alone += [n for n, want in enumerate(wanted) if want.pseudonyms is None]
+    for members in alike.values():
+        if len(members) > 1:
+            documents = [contexts[n].document for n in members]
+            started = time.perf_counter()
+            try:
+                grouped = _evaluate_grouped(policy, documents)
+            except PolicyUndefined:
+                alone += members
+                continue
+            except PolicyError as exc:
+                grouped = [exc] * len(members)
+            finally:
+                observe(time.perf_counter() - started)
+            for n, value in zip(members, grouped, strict=True):
+                values[n] = value
+    for n in alone:
+        started = time.perf_counter()
+        try:
+            values[n] = policy.evaluate(DECISION_ENTRYPOINT, contexts[n].document)
+        except PolicyError as exc:
+            values[n] = exc
+        observe(time.perf_counter() - started)
+    return values
+
+
+def _evaluate_grouped(policy: PolicyEngine, documents: list[dict[str, Any]]) -> list[Any]:
+    """`grouped` on one input for documents that differ only in their subjects."""
+    consents: dict[str, Any] = {}
+    for document in documents:
+        consents.update(document["consents"])  # a subject's consents are the same in each
+    value = policy.evaluate(
+        GROUPED_ENTRYPOINT,
+        {
+            **documents[0],
+            "consents": consents,
+            "group": [document["request"]["subjects"] for document in documents],
+        },
+    )
+    if not isinstance(value, list) or len(value) != len(documents):
+        raise PolicyError("grouped results do not match the requests")
+    return value
+
+
 def _decided(
     runtime: Runtime,
     ask: Ask,
@@ -255,21 +321,22 @@ def _decided(
     fingerprint: str,
     context: DecisionContext,
     now: datetime,
+    value: Any,
 ) -> Decided:
-    """Evaluate the policy on a context and make the answer, audit event and row."""
+    """Make the answer, audit event and row from the policy's value for a context."""
     request, principal = ask.request, ask.actor.principal
     document = context.document
-    policy, metrics = runtime.policy, runtime.metrics
+    policy = runtime.policy
     revision = policy.revision
-    evaluation_started = time.perf_counter()
     try:
-        outcome = checked_result(policy.evaluate(DECISION_ENTRYPOINT, document), subjects)
+        if isinstance(value, PolicyError):
+            raise value
+        outcome = checked_result(value, subjects)
         action = AuditAction.DECISION_MADE
     except PolicyError as exc:
         log.error("policy evaluation failed: %s", type(exc).__name__)
         outcome = _unavailable(request, subjects)
         action = AuditAction.DECISION_FAILED
-    metrics.policy_seconds.labels(policy.name).observe(time.perf_counter() - evaluation_started)
 
     obligations = outcome["obligations"]
     kind = document["request"]["kind"]

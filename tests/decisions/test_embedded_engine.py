@@ -42,6 +42,19 @@ def test_answers_and_undefined() -> None:
         engine.close()
 
 
+def test_a_rule_the_bundle_lacks_is_undefined_as_in_opa() -> None:
+    """OPA's Data API answers no `result` for a path no rule defines; so does this engine,
+    so that a bundle without an optional entrypoint (e.g. `grouped`) falls back alike."""
+    engine = EmbeddedEngine(ECHO)
+    try:
+        with pytest.raises(PolicyUndefined):
+            engine.evaluate("accord/echo/missing", {"n": 1})
+        with pytest.raises(PolicyUndefined):
+            engine.evaluate("accord/elsewhere/result", {"n": 1})
+    finally:
+        engine.close()
+
+
 def test_bad_bundle_is_refused_and_the_old_one_stays() -> None:
     engine = EmbeddedEngine(ECHO)
     try:

@@ -28,6 +28,7 @@ SCHEMAS = POLICIES / "schemas"
 
 DECISION = "data.accord.decision.result"
 EXPLAINED = "data.accord.decision.explained"  # result's full definition, no fast path
+GROUPED = "data.accord.decision.grouped"  # several requests that differ only in subjects
 REVIEW = "data.accord.agreement.review"
 
 Doc = dict[str, Any]
@@ -857,6 +858,40 @@ def test_allowed_path_agrees_with_explained(document: Doc) -> None:
     """`result` proves an allowed request in its own body, and falls back to `explained`
     otherwise: the two must give the same document (messages included) on every input."""
     assert evaluate(DECISION, document) == evaluate(EXPLAINED, document)
+
+
+def alone(document: Doc, subjects: list[str]) -> Doc:
+    """`document` asking for `subjects` alone, with only their consents."""
+    single = copy.deepcopy(document)
+    single["request"]["subjects"] = subjects
+    single["consents"] = {s: c for s, c in document["consents"].items() if s in subjects}
+    return single
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.one_of(allowed_decision_inputs(), decision_inputs()),
+    st.lists(st.lists(st.sampled_from(PSEUDONYMS), max_size=4), min_size=1, max_size=4),
+)
+def test_grouped_agrees_with_result(document: Doc, group: list[list[str]]) -> None:
+    """Each entry of `grouped` is what `result` answers for that entry's subjects alone;
+    `grouped` is undefined exactly when the request fails a request-level rule (the
+    service then asks `result` for each request)."""
+    grouped_input = {**document, "group": group}
+    assert_valid("decision_input", grouped_input)
+    results = evaluate(GROUPED, grouped_input)
+    singles = [evaluate(DECISION, alone(document, subjects)) for subjects in group]
+    request_denied = any(
+        reason["code"] != "some_subjects_denied"
+        for single in singles
+        for reason in single["reasons"]
+    )
+    if document["request"]["kind"] != "subjects" or request_denied:
+        assert results is None
+        return
+    assert results == singles
+    for result in results:
+        assert_valid("decision_output", result)
 
 
 @settings(max_examples=100, deadline=None, database=None)

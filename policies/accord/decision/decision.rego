@@ -1,8 +1,12 @@
 # Access decisions: may the caller receive these fields of these subjects (or this
 # aggregate) for this purpose under this agreement?
 #
-# Entrypoint: data.accord.decision.result (always an object; see policies/README.md and
-# policies/schemas/decision_*.schema.json for the contract).
+# Entrypoints (see policies/README.md and policies/schemas/ for the contract):
+# - data.accord.decision.result: the decision on one request (always an object);
+# - data.accord.decision.grouped: the decisions on several requests that differ only in
+#   their subjects, one per entry of input.group, each exactly what `result` answers for
+#   that entry's subjects; undefined unless the requests pass every request-level rule
+#   (the service then asks `result` for each).
 #
 # A pure function of `input`: the service supplies the clock (input.now_ns, integer
 # nanoseconds), the agreement, the ethics review and the consents. Every deny reason is
@@ -11,12 +15,13 @@
 #
 # Cost (see "Performance" in policies/README.md): every rule evaluated costs about as much
 # as a dozen expressions, so a request that passes every request-level rule is proven in
-# the body of `result` alone, on local variables, and its subjects are decided there by
-# their consents (allowed, or denied with their reasons); only when that body fails, for a
-# request-level reason, is the full definition (`explained`) evaluated, which works out
-# the request's reasons and their messages. Both decide the subjects with the same
-# functions (unconsented_among, subject_results), whose per-subject and per-consent loops
-# read their arguments rather than rules.
+# the body of one rule (`allowed`), on local variables, and its subjects are decided by
+# their consents (allowed, or denied with their reasons) in `decided`; only when that body
+# fails, for a request-level reason, is the full definition (`explained`) evaluated, which
+# works out the request's reasons and their messages. Both decide the subjects with the
+# same functions (unconsented_among, subject_results), whose per-subject and per-consent
+# loops read their arguments rather than rules. `grouped` proves the request-level rules
+# once for all its requests.
 package accord.decision
 
 import rego.v1
@@ -27,18 +32,44 @@ import data.accord.lib
 # The result
 # ---------------------------------------------------------------------------------------
 
-# The allowed-request path, proven in this one body (a rule evaluated costs more than the
-# few expressions most of these facts take). It restates the checks of request_ok below:
-# the agreement in force, the caller a recipient, some requested field permitted for the
-# purpose or an ancestor, no strict minimisation dropping a field, an aggregate cohort
-# proven large enough, an approving review in force or no sensitive permitted field. The
-# request is then allowed unless some subject lacks a valid consent (when consent
-# applies), and each subject is decided as `explained` decides it. Keep the two in step:
-# when this body holds, `explained` must give the same document (the Rego tests and the
-# property tests in tests/policies/test_contract.py compare them on every input).
-result := {
+# A request that passes every request-level rule is decided by `decided`; any other by
+# `explained`. Keep the two in step: when `allowed` holds, `explained` must give the same
+# document (the Rego tests and the property tests in tests/policies/test_contract.py
+# compare them on every input).
+result := decided(facts, [subject | input.request.kind == "subjects"; some subject in input.request.subjects]) if {
+	facts := allowed
+} else := explained
+
+# One result per entry of input.group (a list of subject lists; input.request.subjects is
+# not read): each is what `result` answers for the same input with request.subjects set to
+# that entry (consents keyed by subject, so the consents of every entry's subjects can
+# share one input). Undefined unless the request passes every request-level rule.
+grouped := [decided(facts, requested) | some requested in input.group] if {
+	input.request.kind == "subjects"
+	is_array(input.group)
+	facts := allowed
+}
+
+# The result of a request that passed every request-level rule (`facts`, from `allowed`),
+# for these subjects: allowed unless some subject lacks a valid consent (when consent
+# applies); each subject decided as `explained` decides it.
+decided(facts, requested) := {
 	"allow": unconsented == set(),
 	"reasons": subjects_summary(requested, unconsented),
+	"obligations": facts.obligations,
+	"subjects": subject_results(requested, unconsented, facts.consents, facts.now, facts.purposes, facts.categories, set()),
+} if {
+	unconsented := unconsented_among(requested, facts.consent_applies, facts.consents, facts.now, facts.purposes, facts.categories)
+}
+
+# The allowed-request path: the request-level facts `decided` needs, defined only when the
+# request passes every request-level rule, proven in this one body (a rule evaluated costs
+# more than the few expressions most of these facts take). It restates the checks of
+# request_ok below: the agreement in force, the caller a recipient, some requested field
+# permitted for the purpose or an ancestor, no strict minimisation dropping a field, an
+# aggregate cohort proven large enough, an approving review in force or no sensitive
+# permitted field.
+allowed := {
 	"obligations": {
 		"permitted_fields": sort(granted),
 		"dropped_fields": sort(trimmed),
@@ -47,7 +78,11 @@ result := {
 		"min_cohort": object.get(terms, ["minimisation", "min_cohort"], null),
 		"ethics_conditions": conditions,
 	},
-	"subjects": subject_results(requested, unconsented, consents, now, purposes, categories, set()),
+	"consent_applies": consent_applies,
+	"consents": object.get(input, "consents", {}),
+	"now": now,
+	"purposes": purposes,
+	"categories": categories,
 } if {
 	terms := input.agreement
 	terms.status == "active"
@@ -67,9 +102,6 @@ result := {
 		field in fields
 	}
 	granted != set()
-
-	# The subjects without a valid consent (none when consent does not apply) deny only
-	# themselves: they are explained below, in subject_results.
 	kind := input.request.kind
 	consent_applies := [1 |
 		kind == "subjects"
@@ -83,10 +115,6 @@ result := {
 			is_string(code)
 		}
 	]
-	consents := object.get(input, "consents", {})
-	requested := [subject | kind == "subjects"; some subject in input.request.subjects]
-	unconsented := unconsented_among(requested, consent_applies, consents, now, purposes, categories)
-
 	trimmed := {field | some field in fields; not granted[field]}
 	[1 | trimmed != set(); not terms.minimisation.mode == "trim"] == []
 	[1 |
@@ -96,7 +124,6 @@ result := {
 			input.request.cohort_size >= terms.minimisation.min_cohort
 		] == []
 	] == []
-
 	review_ok := [1 |
 		input.ethics_review.outcome in {"approved", "approved_with_conditions"}
 		input.ethics_review.valid_from_ns <= now
@@ -112,7 +139,7 @@ result := {
 	] == []
 	[1 | review_ok; not is_array(object.get(input.ethics_review, "conditions", []))] == []
 	conditions := [condition | review_ok; some condition in object.get(input.ethics_review, "conditions", [])]
-} else := explained
+}
 
 # The full definition: every reason, with its message, for the request and each subject.
 explained := {

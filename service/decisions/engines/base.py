@@ -10,6 +10,8 @@ from typing import Any, Protocol
 
 # Rule paths the service queries, in OPA's Data API form (slash separated under data/).
 DECISION_ENTRYPOINT = "accord/decision/result"
+# Several decision requests that differ only in their subjects, in one evaluation.
+GROUPED_ENTRYPOINT = "accord/decision/grouped"
 REVIEW_ENTRYPOINT = "accord/agreement/review"
 
 

@@ -33,6 +33,8 @@ _THREAD_ENGINES = threading.local()
 _ENGINES_PER_THREAD = 4
 # What eval_rule_as_json answers for an undefined rule (a string is never a decision).
 _UNDEFINED = '"<undefined>"'
+# What regorus raises for a rule the bundle does not have: undefined, as in OPA's Data API.
+_NO_SUCH_RULE = "not a valid rule path"
 
 
 def _compile(bundle: PolicyBundle) -> Any:
@@ -107,7 +109,10 @@ class EmbeddedEngine:
         except BundleRejected as exc:
             raise PolicyError(str(exc)) from None
         except Exception as exc:
-            raise PolicyError(f"evaluation failed: {_first_line(exc)}") from None
+            message = _first_line(exc)
+            if message == _NO_SUCH_RULE:
+                raise PolicyUndefined(f"{rule} is not in the bundle") from None
+            raise PolicyError(f"evaluation failed: {message}") from None
         if time.monotonic() - started > self._timeout:
             raise PolicyTimeout(f"no answer within {self._timeout}s")
         if value is None:
