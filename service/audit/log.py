@@ -25,7 +25,7 @@ from service.audit.models import AuditEvent, AuditHead
 from service.core.clock import iso
 from service.core.database import Base, driver_cursor, insert_rows
 from service.core.identity import Actor
-from service.core.ids import uuid4
+from service.core.ids import uuid7
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +125,7 @@ def _event_row(actor: Actor, record: EventRecord, at: datetime) -> dict[str, Any
     per event would cost more than hashing and inserting it)."""
     principal = actor.principal
     return {
-        "event_id": uuid4(),
+        "event_id": uuid7(),
         "occurred_at": iso(at),
         "action": record.action.value,
         "actor_subject": principal.subject,

@@ -30,7 +30,7 @@ from service.core.context import Runtime
 from service.core.deps import Actor
 from service.core.errors import Conflict, NotFound, Unavailable
 from service.core.identity import Principal, Role
-from service.core.ids import uuid4
+from service.core.ids import uuid7
 from service.decisions.context import DecisionContext, Wanted, build_contexts
 from service.decisions.engines import PolicyEngine, PolicyError, PolicyUndefined
 from service.decisions.engines.base import DECISION_ENTRYPOINT, GROUPED_ENTRYPOINT
@@ -341,7 +341,7 @@ def _decided(
     obligations = outcome["obligations"]
     kind = document["request"]["kind"]
     answer: dict[str, Any] = {
-        "decision_id": uuid4(),
+        "decision_id": uuid7(),
         "allow": outcome["allow"],
         "reasons": outcome["reasons"],
         "obligations": obligations,
