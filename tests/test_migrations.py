@@ -70,3 +70,52 @@ def test_subject_rows_are_added_in_pseudonym_order_on_postgresql(empty_url: str)
             assert "ORDER BY" not in connection.scalar(query)
     finally:
         engine.dispose()
+
+
+def test_subject_rows_are_keyed_by_pseudonym_and_survive_the_change(empty_url: str) -> None:
+    """Migration 0008: one key, (pseudonym, seq), with no second index; on SQLite the
+    table is that key (WITHOUT ROWID). The rows, and append-only, survive both ways."""
+    upgrade(empty_url, "0007")
+    engine = build_engine(empty_url)
+    rows = {(3, "ps_b"), (1, "ps_b"), (2, "ps_a")}
+    table = "audit_event_subjects"
+
+    def shape() -> tuple[list[str], list[list[str | None]]]:
+        inspector = inspect(engine)
+        key = inspector.get_pk_constraint(table)["constrained_columns"]
+        return key, [index["column_names"] for index in inspector.get_indexes(table)]
+
+    def stored() -> set[tuple[int, str]]:
+        with engine.connect() as connection:
+            return {
+                (s, p)
+                for s, p in connection.execute(
+                    text("SELECT seq, pseudonym FROM audit_event_subjects")
+                )
+            }
+
+    try:
+        with engine.begin() as connection:
+            for seq, pseudonym in rows:
+                connection.execute(
+                    text("INSERT INTO audit_event_subjects (seq, pseudonym) VALUES (:s, :p)"),
+                    {"s": seq, "p": pseudonym},
+                )
+        upgrade(empty_url)
+        assert shape() == (["pseudonym", "seq"], [])
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as connection:
+                ddl = connection.scalar(
+                    text("SELECT sql FROM sqlite_master WHERE name = 'audit_event_subjects'")
+                )
+            assert "WITHOUT ROWID" in ddl
+        assert stored() == rows
+        with pytest.raises(Exception, match="append-only"), engine.begin() as connection:
+            connection.execute(text("DELETE FROM audit_event_subjects"))
+        downgrade(empty_url, "0007")
+        assert shape() == (["seq", "pseudonym"], [["pseudonym"]])
+        assert stored() == rows
+        with pytest.raises(Exception, match="append-only"), engine.begin() as connection:
+            connection.execute(text("DELETE FROM audit_event_subjects"))
+    finally:
+        engine.dispose()

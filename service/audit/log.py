@@ -167,7 +167,8 @@ def append_many(
         # On PostgreSQL a trigger adds the subject rows of the inserted events (migration
         # 0005); on SQLite plain DB-API executemany, as the expression layer's per-row
         # parameter processing costs more than the insert itself. In pseudonym order: the
-        # pseudonym index then takes a batch's 10,000 rows in a third less time.
+        # table, keyed by (pseudonym, seq), then takes a batch's 10,000 rows in a third
+        # less time.
         subjects = sorted(
             {(row["seq"], p) for row in rows for p in row["subjects"]}, key=itemgetter(1)
         )

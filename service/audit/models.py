@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String
+from sqlalchemy import BigInteger, Integer, LargeBinary, PrimaryKeyConstraint, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from service.core.database import Base
@@ -44,11 +44,13 @@ class AuditEventSubject(Base):
     """Index of subject pseudonyms named by an event, for the auditor's subject search."""
 
     __tablename__ = "audit_event_subjects"
+    # Keyed by what the search asks for; on SQLite the table is that key (migration 0008).
+    __table_args__ = (PrimaryKeyConstraint("pseudonym", "seq"), {"sqlite_with_rowid": False})
 
     # Written only with its event, which can never go away: no foreign key to check per
     # row (migration 0006).
-    seq: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
-    pseudonym: Mapped[str] = mapped_column(String(80), primary_key=True, index=True)
+    seq: Mapped[int] = mapped_column(_BigInt, autoincrement=False)
+    pseudonym: Mapped[str] = mapped_column(String(80))
 
 
 class AuditHead(Base):
