@@ -8,6 +8,12 @@ allowed, one whose consent was withdrawn, one without a consent record, and batc
 10,000 subjects (all allowed; every tenth withdrawn). Each bundle is timed on the same
 input in alternating rounds; the medians are printed, with the input's parse time
 (`set_input_json`) apart. The bundles must give the same result on every input.
+
+Then, for the first bundle, requests decided together as the service decides them: n
+single-subject requests that differ only in their subject (the decision benchmark's mix:
+every twelfth without a consent record, every tenth of the rest withdrawn), each
+evaluated with `result` or all with one `grouped`, per request, parsing the input and the
+answer included; both must give the same answers.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import regorus
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE = "data.accord.decision.result"
+GROUPED_RULE = "data.accord.decision.grouped"
 NOW = 1_795_762_281_351_328_000
 DAY = 86_400 * 10**9
 
@@ -121,6 +128,65 @@ CASES = {
 }
 
 
+def single_requests(count: int) -> list[dict[str, Any]]:
+    """`count` one-subject inputs that differ only in their subject and its consents."""
+    documents = []
+    for n in range(count):
+        if n % 12 == 0:
+            document = decision_input(1, consented=False)
+        else:
+            document = decision_input(1, withdrawn_every=1 if n % 10 == 0 else 0)
+        name = _pseudonym(n + 1)
+        document["request"]["subjects"] = [name]
+        held = list(document["consents"].values())  # one subject's records, or none
+        document["consents"] = {name: held[0]} if held else {}
+        documents.append(document)
+    return documents
+
+
+def grouped_input(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the service sends `grouped` for these documents (service/decisions/service.py)."""
+    consents: dict[str, Any] = {}
+    for document in documents:
+        consents.update(document["consents"])
+    group = [document["request"]["subjects"] for document in documents]
+    return {**documents[0], "consents": consents, "group": group}
+
+
+def time_together(engine: Any, rounds: int) -> bool:
+    """Per request: one `result` each against one `grouped` for all; True if they agree."""
+    print(f"\n{'requests decided together':40} {'one result each':>16} {'one grouped':>16}")
+    same = True
+    for count in (1, 4, 16, 64):
+        documents = single_requests(count)
+        texts = [orjson.dumps(document).decode() for document in documents]
+        together = orjson.dumps(grouped_input(documents)).decode()
+        repeat = max(1, 256 // count)
+        alone: list[float] = []
+        grouped: list[float] = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(repeat):
+                answers = []
+                for text in texts:
+                    engine.set_input_json(text)
+                    answers.append(orjson.loads(engine.eval_rule_as_json(RULE)))
+            alone.append((time.perf_counter() - started) / repeat / count)
+            started = time.perf_counter()
+            for _ in range(repeat):
+                engine.set_input_json(together)
+                entries = orjson.loads(engine.eval_rule_as_json(GROUPED_RULE))
+            grouped.append((time.perf_counter() - started) / repeat / count)
+        same = same and entries == answers
+        print(
+            f"{count:>40} {_fmt(statistics.median(alone)):>16} "
+            f"{_fmt(statistics.median(grouped)):>16}"
+        )
+    if not same:
+        print("grouped answers differ from one result each", file=sys.stderr)
+    return same
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--policies", type=Path, default=ROOT / "policies")
@@ -152,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:40} {_fmt(statistics.median(parse)):>10}{cells}")
     if not same:
         print("the bundles' results differ", file=sys.stderr)
-    return 0 if same else 1
+    together = time_together(engines[0], opts.rounds)
+    return 0 if same and together else 1
 
 
 def _fmt(seconds: float) -> str:
