@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -263,36 +264,32 @@ def _evaluations(
     evaluated on its own; any other failure fails all of them."""
     policy = runtime.policy
     observe = runtime.metrics.policy_seconds.labels(policy.name).observe
+    groups: dict[Hashable, list[int]] = {}
+    for n, want in enumerate(wanted):  # an aggregate is a group of its own
+        alike = (want.principal, want.agreement_id, want.purpose, tuple(want.fields))
+        groups.setdefault(n if want.pseudonyms is None else alike, []).append(n)
     values: list[Any] = [None] * len(contexts)
-    alike: dict[tuple[Any, ...], list[int]] = {}
-    for n, want in enumerate(wanted):
-        if want.pseudonyms is not None:
-            key = (want.principal, want.agreement_id, want.purpose, tuple(want.fields))
-            alike.setdefault(key, []).append(n)
-    alone = [n for members in alike.values() if len(members) == 1 for n in members]
-    alone += [n for n, want in enumerate(wanted) if want.pseudonyms is None]
-    for members in alike.values():
+    for members in groups.values():
         if len(members) > 1:
-            documents = [contexts[n].document for n in members]
             started = time.perf_counter()
             try:
-                grouped = _evaluate_grouped(policy, documents)
+                grouped = _evaluate_grouped(policy, [contexts[n].document for n in members])
             except PolicyUndefined:
-                alone += members
-                continue
+                grouped = None
             except PolicyError as exc:
                 grouped = [exc] * len(members)
-            finally:
-                observe(time.perf_counter() - started)
-            for n, value in zip(members, grouped, strict=True):
-                values[n] = value
-    for n in alone:
-        started = time.perf_counter()
-        try:
-            values[n] = policy.evaluate(DECISION_ENTRYPOINT, contexts[n].document)
-        except PolicyError as exc:
-            values[n] = exc
-        observe(time.perf_counter() - started)
+            observe(time.perf_counter() - started)
+            if grouped is not None:
+                for n, value in zip(members, grouped, strict=True):
+                    values[n] = value
+                continue
+        for n in members:
+            started = time.perf_counter()
+            try:
+                values[n] = policy.evaluate(DECISION_ENTRYPOINT, contexts[n].document)
+            except PolicyError as exc:
+                values[n] = exc
+            observe(time.perf_counter() - started)
     return values
 
 
