@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, any_, bindparam, cast, func, literal, select
+from sqlalchemy import Select, Text, any_, bindparam, cast, func, literal, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -247,18 +247,25 @@ _CONSENTS_SQLITE = select(*_CONSENT_COLUMNS).where(
 )
 
 
-def for_decision(
-    connection: Connection, pseudonyms: Iterable[str], controllers: Iterable[str]
-) -> dict[str, list[dict[str, Any]]]:
-    """Consents of these subjects held by these controllers, as the policy input wants them."""
+def decision_query(
+    dialect_name: str, pseudonyms: Iterable[str]
+) -> tuple[Select[*tuple[Any, ...]], dict[str, str]]:
+    """The statement and parameters that read the consents of these subjects (every
+    controller's: decision_consents keeps the agreement's parties')."""
     wanted = list(dict.fromkeys(pseudonyms))
-    orgs = set(controllers)
-    if connection.dialect.name == "postgresql":
+    if dialect_name == "postgresql":
         if any("," in p for p in wanted):  # never a pseudonym's ("ps_" and hex)
             raise ValueError("a pseudonym cannot contain a comma")
-        rows = connection.execute(_CONSENTS_PG, {"pseudonyms": ",".join(wanted)})
-    else:
-        rows = connection.execute(_CONSENTS_SQLITE, {"pseudonyms": json.dumps(wanted)})
+        return _CONSENTS_PG, {"pseudonyms": ",".join(wanted)}
+    return _CONSENTS_SQLITE, {"pseudonyms": json.dumps(wanted)}
+
+
+def decision_consents(
+    rows: Iterable[Sequence[Any]], controllers: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Consents held by these controllers, by subject, as the policy input wants them, from
+    the rows of decision_query."""
+    orgs = set(controllers)
     out: dict[str, list[dict[str, Any]]] = {}
     decoded: dict[str, Any] = {}
 
@@ -286,3 +293,11 @@ def for_decision(
             }
         )
     return out
+
+
+def for_decision(
+    connection: Connection, pseudonyms: Iterable[str], controllers: Iterable[str]
+) -> dict[str, list[dict[str, Any]]]:
+    """Consents of these subjects held by these controllers, as the policy input wants them."""
+    statement, parameters = decision_query(connection.dialect.name, pseudonyms)
+    return decision_consents(connection.execute(statement, parameters), controllers)
