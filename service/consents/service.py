@@ -235,15 +235,21 @@ _CONSENT_COLUMNS = (
 # The pseudonyms go as one parameter (10,000 binds cost more to render than the query
 # takes): on PostgreSQL one comma-joined string split by string_to_array (half the time of
 # binding a text array, whose elements the driver quotes one by one), on SQLite a JSON
-# array read by json_each. The controllers are filtered here, not in SQL, so that the
-# planner can only take the pseudonym index (it cannot tell how many rows json_each yields).
+# array read by json_each, joined to the consents (each pseudonym one search of the
+# pseudonym index; `IN (SELECT value FROM json_each(?))` first built a temporary index of
+# the list: 10,000 subjects 56 -> 36 ms). The pseudonyms are distinct (decision_query), so
+# the join yields each consent once. The controllers are filtered here, not in SQL, so that
+# the planner can only take the pseudonym index (it cannot tell how many rows json_each
+# yields).
 _CONSENTS_PG = select(*_CONSENT_COLUMNS).where(
     Consent.subject_pseudonym
     == any_(func.string_to_array(bindparam("pseudonyms", type_=Text), literal(",")))
 )
 _WANTED = func.json_each(bindparam("pseudonyms", type_=Text)).table_valued("value")
-_CONSENTS_SQLITE = select(*_CONSENT_COLUMNS).where(
-    Consent.subject_pseudonym.in_(select(_WANTED.c.value))
+_CONSENTS_SQLITE = (
+    select(*_CONSENT_COLUMNS)
+    .select_from(_WANTED)
+    .join(Consent, Consent.subject_pseudonym == _WANTED.c.value)
 )
 
 
