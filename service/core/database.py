@@ -278,7 +278,9 @@ def _copy_rows(
 def driver_cursor(connection: Connection, statement: str) -> Iterator[Any]:
     """A DB-API cursor of `connection`, in its transaction, for what SQLAlchemy cannot
     send. Errors come out as SQLAlchemy's (an IntegrityError for a duplicate key, naming
-    `statement`), and a lost connection is invalidated, as for a statement."""
+    `statement`), and a lost connection is handled as SQLAlchemy handles one lost during a
+    statement: it is invalidated, and so is every pooled connection made before it (they
+    are replaced at their next checkout, not each failing a request after a restart)."""
     fairy: Any = connection.connection
     cursor = fairy.cursor()
     dbapi = connection.dialect.loaded_dbapi
@@ -287,6 +289,8 @@ def driver_cursor(connection: Connection, statement: str) -> Iterator[Any]:
     except dbapi.Error as exc:
         lost = connection.dialect.is_disconnect(exc, fairy.dbapi_connection, cursor)
         if lost:
+            # What Connection._handle_dbapi_exception does; the pool offers no public call.
+            connection.engine.pool._invalidate(fairy, exc, _checkin=False)
             connection.invalidate(exc)
         raise DBAPIError.instance(
             statement,

@@ -9,10 +9,11 @@ process's snapshot.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import lru_cache
 from typing import Any
 
 from psycopg.rows import namedtuple_row
@@ -148,7 +149,10 @@ def _agreement_from_rows(rows: Sequence[Any]) -> _AgreementRead | None:
 def _read(
     connection: Connection, agreement_id: str, subjects: list[str]
 ) -> tuple[_AgreementRead | None, dict[str, list[dict[str, Any]]]]:
-    """An agreement, and the consents its parties hold of these subjects."""
+    """An agreement, and the consents its parties hold of these subjects. On PostgreSQL the
+    consents are read with the agreement, so also for an agreement that turns out not to
+    exist (a request the policy then denies; it costs what the same request under a real
+    agreement costs)."""
     if subjects and connection.dialect.name == "postgresql":
         agreement_rows, consent_rows = _read_together(connection, agreement_id, subjects)
         agreement = _agreement_from_rows(agreement_rows)
@@ -178,9 +182,11 @@ def _read_together(
         connection, *consents.decision_query("postgresql", subjects)
     )
     fairy: Any = connection.connection
+    # Either statement may be the one that fails: the error names both.
+    statements = f"{agreement_sql};\n{consent_sql}"
     with (
-        driver_cursor(connection, agreement_sql) as agreement_cursor,
-        driver_cursor(connection, consent_sql) as consent_cursor,
+        driver_cursor(connection, statements) as agreement_cursor,
+        contextlib.closing(fairy.cursor()) as consent_cursor,
     ):
         agreement_cursor.row_factory = namedtuple_row
         with fairy.dbapi_connection.pipeline():
@@ -189,7 +195,7 @@ def _read_together(
         return agreement_cursor.fetchall(), consent_cursor.fetchall()
 
 
-@cache
+@lru_cache(maxsize=16)  # two statements per engine's dialect
 def _compiled(statement: ClauseElement, dialect: Dialect) -> Compiled:
     return statement.compile(dialect=dialect)
 

@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 
+import psycopg
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from service.app import create_app
 from service.consents.models import Consent
@@ -77,13 +78,18 @@ def read_apart(engine: Engine, agreement_id: str, subjects: list[str]) -> tuple[
         return agreement, for_decision(connection, subjects, agreement.parties)
 
 
+# The decision thread reads in autocommit mode on PostgreSQL; a read inside a transaction
+# must give the same.
+@pytest.mark.parametrize("autocommit", [True, False], ids=["autocommit", "transaction"])
 def test_read_together_is_what_the_reads_apart_give(
-    engine: Engine, reviewed: str, backend: str
+    engine: Engine, reviewed: str, backend: str, autocommit: bool
 ) -> None:
     subjects = pseudonyms(engine)
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     with engine.connect() as connection:
+        if autocommit:
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         together = context._read(connection, reviewed, subjects)
     # PostgreSQL reads through the driver's pipeline, no statement through the engine.
     reads = [s for s in statements if s.startswith("SELECT")]
@@ -104,16 +110,43 @@ def test_an_unknown_agreement_has_no_context(engine: Engine, reviewed: str) -> N
 
 
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("table", ["consents", "agreement_versions"])
 def test_a_failed_read_is_the_engines_error_and_the_connection_recovers(
-    engine: Engine, reviewed: str
+    engine: Engine, reviewed: str, table: str
 ) -> None:
     subjects = pseudonyms(engine)
     with engine.connect() as connection:
-        # In this transaction only, the consents' table is gone: the pipelined read fails.
-        connection.execute(text("ALTER TABLE consents RENAME TO consents_elsewhere"))
-        with pytest.raises(ProgrammingError, match="consents"):
+        # In this transaction only, one read's table is gone: the pipelined read fails.
+        connection.execute(text(f"ALTER TABLE {table} RENAME TO gone_elsewhere"))
+        with pytest.raises(ProgrammingError) as failed:
             context._read(connection, reviewed, subjects)
         connection.rollback()
         assert context._read(connection, reviewed, subjects) == read_apart(
             engine, reviewed, subjects
         )
+    assert isinstance(failed.value.orig, psycopg.errors.UndefinedTable)
+    assert f'relation "{table}" does not exist' in str(failed.value.orig)
+    # Either statement may have failed: the error names both.
+    assert "FROM agreement_versions" in str(failed.value.statement)
+    assert "FROM consents" in str(failed.value.statement)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_lost_connection_is_invalidated_with_the_pool(engine: Engine, reviewed: str) -> None:
+    """As when a statement through the engine finds its connection gone: the connection is
+    discarded, and so is every pooled one made before it, at its next checkout."""
+    subjects = pseudonyms(engine)
+    connection, other = engine.connect(), engine.connect()
+    pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    older = other.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    other.close()  # alive, back in the pool
+    with pytest.raises(OperationalError) as failed:
+        context._read(connection, reviewed, subjects)
+    connection.close()
+    assert failed.value.connection_invalidated
+    # Both pooled records, the lost one's and the older live one's, give new connections.
+    with engine.connect() as first, engine.connect() as second:
+        pids = {c.execute(text("SELECT pg_backend_pid()")).scalar_one() for c in (first, second)}
+        assert context._read(first, reviewed, subjects)[0] is not None
+    assert not pids & {pid, older}
