@@ -33,5 +33,6 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def iso(moment: datetime) -> str:
-    """RFC 3339 UTC with microseconds: sorts as text and round-trips exactly."""
-    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 UTC with microseconds: sorts as text and round-trips exactly. (isoformat,
+    not strftime, whose %Y does not zero-pad years below 1000 on glibc.)"""
+    return as_utc(moment).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"

@@ -28,3 +28,15 @@ def test_iso_sorts_like_time(moment: datetime) -> None:
     later = moment + timedelta(microseconds=1)
     assert iso(moment) < iso(later)
     assert iso(moment).endswith("Z")
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_iso_is_rfc_3339_for_every_year(moment: datetime) -> None:
+    """Four-digit years, zero-padded below 1000 (strftime's %Y is not, on glibc), and the
+    exact instant back."""
+    text = iso(moment)
+    assert len(text) == len("2026-11-27T12:00:00.000000Z")
+    assert text[4] == "-"
+    assert text.endswith("Z")
+    assert datetime.fromisoformat(text) == moment
+    assert iso(moment.replace(tzinfo=None)) == text  # SQLite's naive UTC
