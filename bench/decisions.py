@@ -581,6 +581,15 @@ def seed_bench_consents(url: str, settings: Settings, count: int) -> None:
         with engine.begin() as conn:
             conn.execute(insert(Consent), consents)
             conn.execute(insert(ConsentEvent), events)
+        if engine.dialect.name == "postgresql":
+            # A deployment's autovacuum analyzes a table this size within about a minute of
+            # such a change; until then the planner has no statistics for the consents, and
+            # reads a group's handful of subjects by scanning all 10,000 (4 ms instead of
+            # 0.3). The loads start seconds after this: analyze now, as autovacuum would.
+            with engine.connect() as conn:
+                conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                    "ANALYZE consents, consent_events"
+                )
     finally:
         engine.dispose()
 
