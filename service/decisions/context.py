@@ -153,18 +153,18 @@ def _read(
     consents are read with the agreement, so also for an agreement that turns out not to
     exist (a request the policy then denies; it costs what the same request under a real
     agreement costs)."""
+    agreement_rows: Sequence[Any]
+    consent_rows = None
     if subjects and connection.dialect.name == "postgresql":
         agreement_rows, consent_rows = _read_together(connection, agreement_id, subjects)
-        agreement = _agreement_from_rows(agreement_rows)
-        if agreement is None:
-            return None, {}
-        return agreement, consents.decision_consents(consent_rows, agreement.parties)
-    agreement = _agreement_from_rows(
-        connection.execute(_AGREEMENT, {"agreement_id": agreement_id}).all()
-    )
+    else:
+        agreement_rows = connection.execute(_AGREEMENT, {"agreement_id": agreement_id}).all()
+    agreement = _agreement_from_rows(agreement_rows)
     if agreement is None or not subjects:
         return agreement, {}
-    return agreement, consents.for_decision(connection, subjects, agreement.parties)
+    if consent_rows is None:  # read only now, for an agreement that exists
+        return agreement, consents.for_decision(connection, subjects, agreement.parties)
+    return agreement, consents.decision_consents(consent_rows, agreement.parties)
 
 
 def _read_together(
