@@ -60,48 +60,80 @@ def _reasons(value: Any) -> list[dict[str, str]]:
     return [{"code": r["code"], "message": r["message"]} for r in value]
 
 
-def checked_result(result: Any, pseudonyms: list[str]) -> dict[str, Any]:
-    """Accept the policy's answer only if it has exactly the contract's shape."""
+def _strings(value: Any, within: frozenset[str] | None = None) -> list[str]:
+    """A list of distinct strings (each one of `within`, when given), else PolicyError."""
+    if not isinstance(value, list) or not all(type(v) is str for v in value):
+        raise PolicyError("malformed obligations")
+    if len(set(value)) != len(value) or (within is not None and not within.issuperset(value)):
+        raise PolicyError("malformed obligations")
+    return list(value)
+
+
+def _count_or_none(value: Any) -> int | None:
+    if value is None or (type(value) is int and value >= 0):
+        return value
+    raise PolicyError("malformed obligations")
+
+
+def _obligations(value: Any, fields: list[str]) -> dict[str, Any]:
+    """The contract's obligations: the permitted and dropped fields are requested fields
+    (never both), and every value has its type."""
+    if not isinstance(value, dict):
+        raise PolicyError("malformed obligations")
+    requested = frozenset(fields)
+    permitted = _strings(value.get("permitted_fields"), requested)
+    dropped = _strings(value.get("dropped_fields"), requested)
+    pseudonymise = value.get("pseudonymise")
+    if not set(permitted).isdisjoint(dropped) or type(pseudonymise) is not bool:
+        raise PolicyError("malformed obligations")
+    conditions = value.get("ethics_conditions")
+    if not isinstance(conditions, list) or not all(type(c) is str for c in conditions):
+        raise PolicyError("malformed obligations")
+    return {
+        "permitted_fields": permitted,
+        "dropped_fields": dropped,
+        "pseudonymise": pseudonymise,
+        "retention_days": _count_or_none(value.get("retention_days")),
+        "min_cohort": _count_or_none(value.get("min_cohort")),
+        "ethics_conditions": list(conditions),
+    }
+
+
+def checked_result(result: Any, pseudonyms: list[str], fields: list[str]) -> dict[str, Any]:
+    """Accept the policy's answer only if it has exactly the contract's shape and agrees
+    with itself: an allow has no reasons and allows every subject, a deny says why, an
+    allowed subject has no reasons and a denied one has some, and the obligations name
+    only requested fields. Anything else is a PolicyError (the caller fails closed)."""
     if not isinstance(result, dict) or not isinstance(result.get("allow"), bool):
         raise PolicyError("result is not a decision")
-    obligations = result.get("obligations")
-    if not isinstance(obligations, dict) or not all(
-        isinstance(obligations.get(k), list)
-        for k in ("permitted_fields", "dropped_fields", "ethics_conditions")
-    ):
-        raise PolicyError("malformed obligations")
+    obligations = _obligations(result.get("obligations"), fields)
     subjects = result.get("subjects")
     if not isinstance(subjects, list) or len(subjects) != len(pseudonyms):
         raise PolicyError("per-subject results do not match the request")
     per_subject = []
+    every_allowed = True
     for index, (entry, pseudonym) in enumerate(zip(subjects, pseudonyms, strict=True)):
         if type(entry) is not dict or entry.get("subject") != pseudonym:
             raise PolicyError("per-subject results out of order")
         allow = entry.get("allow")
-        if allow is not True and allow is not False:
-            raise PolicyError("per-subject allow is not a boolean")
-        reasons = entry.get("reasons", [])
+        reasons = entry.get("reasons")
+        if allow is True and reasons == []:
+            per_subject.append({"index": index, "subject": pseudonym, "allow": True, "reasons": []})
+            continue
+        if allow is not False or not reasons:
+            raise PolicyError("a subject's result contradicts its reasons")
+        every_allowed = False
         per_subject.append(
-            {
-                "index": index,
-                "subject": pseudonym,
-                "allow": allow,
-                "reasons": _reasons(reasons) if reasons != [] else [],
-            }
+            {"index": index, "subject": pseudonym, "allow": False, "reasons": _reasons(reasons)}
         )
     reasons = _reasons(result.get("reasons"))
-    allow = result["allow"] and not reasons and all(s["allow"] for s in per_subject)
+    allow = result["allow"]
+    if allow == bool(reasons) or (allow and not every_allowed):
+        raise PolicyError("the result contradicts its reasons")
     return {
         "allow": allow,
         "reasons": reasons,
-        "obligations": {
-            "permitted_fields": list(obligations["permitted_fields"]),
-            "dropped_fields": list(obligations["dropped_fields"]),
-            "pseudonymise": bool(obligations.get("pseudonymise", True)),
-            "retention_days": obligations.get("retention_days"),
-            "min_cohort": obligations.get("min_cohort"),
-            "ethics_conditions": list(obligations["ethics_conditions"]),
-        },
+        "obligations": obligations,
         "subjects": per_subject,
     }
 
@@ -328,7 +360,7 @@ def _decided(
     try:
         if isinstance(value, PolicyError):
             raise value
-        outcome = checked_result(value, subjects)
+        outcome = checked_result(value, subjects, list(request.fields))
         action = AuditAction.DECISION_MADE
     except PolicyError as exc:
         log.error("policy evaluation failed: %s", type(exc).__name__)

@@ -50,6 +50,8 @@ class FaultyEngine:
         if self.fault == "timeout":
             raise PolicyTimeout("too slow")
         real = self.inner.evaluate(entrypoint, input_document)
+        obligations = real["obligations"]
+        withdrawn = {"code": "consent_withdrawn", "message": "The subject withdrew consent"}
         return {
             "not_a_decision": {"allow": True},
             "allow_string": {**real, "allow": "true"},
@@ -60,7 +62,28 @@ class FaultyEngine:
                 "allow": True,
                 "subjects": [{**s, "subject": "ps_other", "allow": True} for s in real["subjects"]],
             },
-        }[self.fault]
+            "allowed_subject_with_reasons": {
+                **real,
+                "subjects": [{**s, "reasons": [withdrawn]} for s in real["subjects"]],
+            },
+            "allow_with_reasons": {**real, "reasons": [withdrawn]},
+            "deny_without_reasons": {**real, "allow": False},
+            "field_not_requested": {**real, "obligations": {**obligations, "permitted_fields": [
+                *obligations["permitted_fields"], "nhs_number"]}},
+            "field_not_a_string": {**real, "obligations": {**obligations, "permitted_fields": [
+                *obligations["permitted_fields"], 7]}},
+            "field_permitted_and_dropped": {**real, "obligations": {**obligations,
+                "dropped_fields": obligations["permitted_fields"]}},
+            "pseudonymise_string": {**real, "obligations": {**obligations, "pseudonymise": "no"}},
+            "pseudonymise_missing": {**real, "obligations": {
+                k: v for k, v in obligations.items() if k != "pseudonymise"}},
+            "retention_string": {**real, "obligations": {**obligations,
+                "retention_days": "forever"}},
+            "retention_negative": {**real, "obligations": {**obligations, "retention_days": -1}},
+            "min_cohort_boolean": {**real, "obligations": {**obligations, "min_cohort": True}},
+            "condition_not_a_string": {**real, "obligations": {**obligations,
+                "ethics_conditions": [{"text": "aggregate only"}]}},
+        }[self.fault]  # fmt: skip
 
 
 @pytest.fixture
@@ -134,6 +157,18 @@ def counts(api: Api) -> tuple[int, int]:
         "allow_without_subjects",
         "reasons_not_list",
         "subject_swapped",
+        "allowed_subject_with_reasons",
+        "allow_with_reasons",
+        "deny_without_reasons",
+        "field_not_requested",
+        "field_not_a_string",
+        "field_permitted_and_dropped",
+        "pseudonymise_string",
+        "pseudonymise_missing",
+        "retention_string",
+        "retention_negative",
+        "min_cohort_boolean",
+        "condition_not_a_string",
     ],
 )
 def test_engine_failure_or_nonsense_denies_and_is_recorded(
