@@ -68,11 +68,36 @@ def test_unknown_agreement_is_denied(world: Api) -> None:
     assert (decision["allow"], codes(decision)) == (False, ["agreement_not_found"])
 
 
-def test_caller_must_be_a_recipient(world: Api, agreement: str) -> None:
+def test_caller_must_be_a_recipient_and_learns_nothing_more(
+    world: Api, agreement: str, clock: MutableClock
+) -> None:
+    """Not the agreement's terms (its other reasons, its obligations) nor its subjects'
+    consents: here the agreement has expired, strict minimisation drops a field, subject-1
+    consented and subject-2 did not."""
+    clock.advance(timedelta(days=400))
     for org in ("health-trust", "outsider"):
-        decision = decide(world, agreement, org=org)
-        assert decision["allow"] is False
-        assert "caller_not_recipient" in codes(decision)
+        decision = decide(
+            world, agreement, org=org, fields=["postcode", "nhs_number"],
+            subjects=["subject-1", "subject-2"],
+        )  # fmt: skip
+        assert (decision["allow"], codes(decision)) == (False, ["caller_not_recipient"])
+        assert decision["obligations"] == {
+            "permitted_fields": [],
+            "dropped_fields": [],
+            "pseudonymise": False,
+            "retention_days": None,
+            "min_cohort": None,
+            "ethics_conditions": [],
+        }
+        assert [codes(s) for s in decision["subjects"]] == [["request_denied"]] * 2
+    recipient = decide(
+        world, agreement, fields=["postcode", "nhs_number"], subjects=["subject-1", "subject-2"]
+    )
+    assert codes(recipient) == ["agreement_expired", "fields_not_permitted"]
+    assert [codes(s) for s in recipient["subjects"]] == [
+        ["request_denied"],
+        ["consent_missing", "request_denied"],
+    ]
 
 
 def test_suspended_and_draft_agreements_deny(

@@ -694,8 +694,9 @@ def check_invariants(document: Doc, result: Any) -> None:
     assert obligations["permitted_fields"] == sorted(permitted)
     assert obligations["dropped_fields"] == sorted(dropped)
     assert not permitted & dropped
-    if document["agreement"] is None:
+    if not disclosed(document):
         assert permitted == dropped == set()
+        assert obligations["ethics_conditions"] == []
         assert obligations["retention_days"] is None
         assert obligations["min_cohort"] is None
         assert obligations["pseudonymise"] is False
@@ -745,10 +746,30 @@ def consent_problems(document: Doc, record: Doc, permitted: set[str]) -> set[str
     return problems
 
 
+def disclosed(document: Doc) -> bool:
+    """The caller is a recipient of the agreement: the answer may show its terms."""
+    agreement, caller = document["agreement"], document["principal"]["organisation"]
+    return agreement is not None and caller in agreement["recipients"]
+
+
+NOTHING = {
+    "permitted_fields": [],
+    "dropped_fields": [],
+    "pseudonymise": False,
+    "retention_days": None,
+    "min_cohort": None,
+    "ethics_conditions": [],
+}
+
+
 def reference_decision(document: Doc) -> tuple[list[str], list[tuple[bool, list[str]]], Doc]:
     """The rules of policies/README.md in plain Python: (codes, subjects, obligations)."""
-    now = document["now_ns"]
     request = document["request"]
+    if document["agreement"] is not None and not disclosed(document):
+        # A caller that is not a recipient learns only that, and nothing of the consents.
+        denied = [(False, ["request_denied"]) for _ in request["subjects"]]
+        return ["caller_not_recipient"], denied if request["kind"] == "subjects" else [], NOTHING
+    now = document["now_ns"]
     agreement = document["agreement"]
     review = document["ethics_review"]
     lineage = set(document["purpose_lineage"])
@@ -818,12 +839,14 @@ def reference_decision(document: Doc) -> tuple[list[str], list[tuple[bool, list[
     if not reasons and not all(allowed for allowed, _ in subjects):
         reasons.add("some_subjects_denied")
 
+    if agreement is None:
+        return sorted(reasons), subjects, NOTHING
     obligations = {
         "permitted_fields": sorted(permitted),
-        "dropped_fields": sorted(requested - permitted) if agreement is not None else [],
-        "pseudonymise": bool(agreement and agreement["pseudonymisation_required"]),
-        "retention_days": agreement["retention_days"] if agreement else None,
-        "min_cohort": agreement["minimisation"]["min_cohort"] if agreement else None,
+        "dropped_fields": sorted(requested - permitted),
+        "pseudonymise": bool(agreement["pseudonymisation_required"]),
+        "retention_days": agreement["retention_days"],
+        "min_cohort": agreement["minimisation"]["min_cohort"],
         "ethics_conditions": review["conditions"] if approving and in_force and review else [],
     }
     return sorted(reasons), subjects, obligations

@@ -262,8 +262,22 @@ review_valid if {
 # evaluated for a request that request_ok's first body does not let through.
 # ---------------------------------------------------------------------------------------
 
-# code -> message
-request_reasons := {denial.code: denial.message | some denial in request_denials}
+# code -> message. A caller that is not a recipient of the agreement is told only that:
+# the agreement's other reasons would disclose its terms (permitted fields, minimum cohort,
+# sensitive fields, status) to an organisation that is not party to it.
+request_reasons := {denial.code: denial.message |
+	some denial in request_denials
+	denial.code == "caller_not_recipient"
+} if {
+	agreement
+	not disclosed
+} else := {denial.code: denial.message | some denial in request_denials}
+
+# The caller is a recipient of the agreement: only then does the answer disclose the
+# agreement's terms (reasons, obligations) and its subjects' consents.
+default disclosed := false
+
+disclosed if input.principal.organisation in agreement.recipients
 
 # Agreement in force.
 request_denials contains {"code": "agreement_not_found", "message": "No agreement was found for this request"} if {
@@ -395,6 +409,8 @@ label(x) := x if {
 # Obligations
 # ---------------------------------------------------------------------------------------
 
+# The agreement's, for a caller that is a recipient; none for any other caller (no
+# agreement, or one it is not party to).
 obligations := {
 	"permitted_fields": sort(permitted),
 	"dropped_fields": sort(dropped),
@@ -403,14 +419,14 @@ obligations := {
 	"min_cohort": object.get(agreement, ["minimisation", "min_cohort"], null),
 	"ethics_conditions": ethics_conditions,
 } if {
-	agreement
+	disclosed
 } else := {
 	"permitted_fields": [],
 	"dropped_fields": [],
 	"pseudonymise": false,
 	"retention_days": null,
 	"min_cohort": null,
-	"ethics_conditions": ethics_conditions,
+	"ethics_conditions": [],
 }
 
 # The conditions of an approving review in force at now_ns, whether or not one is needed.
@@ -445,7 +461,13 @@ subjects := [] if {
 	lineage,
 	permitted_categories,
 	request_denied_codes,
-)
+) if {
+	disclosed
+} else := [{"subject": subject, "allow": false, "reasons": denied} |
+	# Not a recipient (or no agreement): nothing of the subjects' consents is disclosed.
+	denied := subject_reasons({"request_denied"})
+	some subject in input.request.subjects
+]
 
 # Every requested subject passes the consent rules.
 subjects_ok := unconsented_subjects == set()

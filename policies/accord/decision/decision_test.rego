@@ -72,11 +72,12 @@ test_result_defined_for_empty_input if {
 
 test_reasons_sorted_by_code if {
 	inp := fx.with_(fx.subjects_input, {
-		"principal": {"organisation": "org-stranger"},
 		"agreement": {"status": "approved", "valid_until_ns": fx.now},
+		"request": {"purpose": "marketing"},
+		"purpose_lineage": ["marketing"],
 	})
 	result := decision.result with input as inp
-	fx.codes(result) == ["agreement_expired", "agreement_not_active", "caller_not_recipient"]
+	fx.codes(result) == ["agreement_expired", "agreement_not_active", "purpose_not_permitted"]
 }
 
 test_reason_messages_are_short_text if {
@@ -104,7 +105,7 @@ test_agreement_not_found if {
 		"pseudonymise": false,
 		"retention_days": null,
 		"min_cohort": null,
-		"ethics_conditions": ["publish aggregate results only", "no linkage with other datasets"],
+		"ethics_conditions": [],
 	}
 	result.subjects == [
 		{"subject": "ps-1", "allow": false, "reasons": [{"code": "request_denied", "message": decision.subject_messages.request_denied}]},
@@ -182,6 +183,45 @@ test_caller_not_recipient if {
 	result.allow == false
 	fx.codes(result) == ["caller_not_recipient"]
 	contains(result.reasons[0].message, "org-provider")
+}
+
+# A caller that is not a recipient learns nothing of the agreement or its subjects: no
+# other reason (here the agreement has expired, the purpose is not permitted and a field is
+# dropped under strict minimisation), no obligations, no consent codes (here ps-1 withdrew
+# and ps-2 has no consent).
+test_caller_not_recipient_learns_nothing_more if {
+	inp := fx.with_(fx.with_consents({"ps-1": [fx.consent({"status": "withdrawn"})]}), {
+		"principal": {"organisation": "org-provider"},
+		"agreement": {"valid_until_ns": fx.now},
+		"request": {"fields": ["diagnosis", "postcode", "email"]},
+	})
+	result := decision.result with input as inp
+	result.allow == false
+	fx.codes(result) == ["caller_not_recipient"]
+	result.obligations == {
+		"permitted_fields": [],
+		"dropped_fields": [],
+		"pseudonymise": false,
+		"retention_days": null,
+		"min_cohort": null,
+		"ethics_conditions": [],
+	}
+	[s.subject | some s in result.subjects] == ["ps-1", "ps-2"]
+	every s in result.subjects {
+		s.allow == false
+		[r.code | some r in s.reasons] == ["request_denied"]
+	}
+}
+
+test_a_recipient_denied_for_the_request_still_learns_its_consents if {
+	inp := fx.with_(fx.with_consents({"ps-1": [fx.consent({"status": "withdrawn"})]}), {
+		"agreement": {"status": "suspended"},
+	})
+	result := decision.result with input as inp
+	fx.codes(result) == ["agreement_suspended"]
+	result.obligations.permitted_fields == ["diagnosis", "postcode"]
+	fx.subject_codes(result, 0) == ["consent_withdrawn", "request_denied"]
+	fx.subject_codes(result, 1) == ["consent_missing", "request_denied"]
 }
 
 test_any_recipient_may_ask if {
