@@ -257,7 +257,7 @@ def decision_query(
     dialect_name: str, pseudonyms: Iterable[str]
 ) -> tuple[Select[*tuple[Any, ...]], dict[str, str]]:
     """The statement and parameters that read the consents of these subjects (every
-    controller's: decision_consents keeps the agreement's parties')."""
+    controller's: decision_consents keeps the agreement's providers')."""
     wanted = list(dict.fromkeys(pseudonyms))
     if dialect_name == "postgresql":
         if any("," in p for p in wanted):  # never a pseudonym's ("ps_" and hex)

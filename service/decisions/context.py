@@ -2,9 +2,9 @@
 
 Requests decided together are read together, with Core queries in one read-only
 transaction: per agreement, the version decisions are made under with its parties and its
-latest ethics review (one row per party), and its requests' subjects' consents in one
-query (on PostgreSQL both sent at once, one round trip); the taxonomy comes from the
-process's snapshot.
+latest ethics review (one row per party), and its requests' subjects' consents held by its
+providers in one query (on PostgreSQL both sent at once, one round trip); the taxonomy
+comes from the process's snapshot.
 """
 
 from __future__ import annotations
@@ -110,7 +110,9 @@ class Wanted:
 class _AgreementRead:
     document: dict[str, Any]
     version: int
-    parties: frozenset[str]
+    # The organisations whose consents count: the providers, which disclose the data. A
+    # recipient's own consent records never do, or it could grant itself access.
+    providers: frozenset[str]
     review_doc: dict[str, Any] | None
     review_audit: dict[str, Any] | None
 
@@ -136,20 +138,17 @@ def _agreement_from_rows(rows: Sequence[Any]) -> _AgreementRead | None:
             "valid_from": iso(version.review_from),
             "valid_until": iso(version.review_until),
         }
+    providers = sorted(o for o, role in parties if role == "provider")
     document = agreements.policy_document(
-        version,
-        sorted(o for o, role in parties if role == "provider"),
-        sorted(o for o, role in parties if role == "recipient"),
+        version, providers, sorted(o for o, role in parties if role == "recipient")
     )
-    return _AgreementRead(
-        document, version.version, frozenset(o for o, _ in parties), review_doc, review_audit
-    )
+    return _AgreementRead(document, version.version, frozenset(providers), review_doc, review_audit)
 
 
 def _read(
     connection: Connection, agreement_id: str, subjects: list[str]
 ) -> tuple[_AgreementRead | None, dict[str, list[dict[str, Any]]]]:
-    """An agreement, and the consents its parties hold of these subjects. On PostgreSQL the
+    """An agreement, and the consents its providers hold of these subjects. On PostgreSQL the
     consents are read with the agreement, so also for an agreement that turns out not to
     exist (a request the policy then denies; it costs what the same request under a real
     agreement costs)."""
@@ -163,8 +162,8 @@ def _read(
     if agreement is None or not subjects:
         return agreement, {}
     if consent_rows is None:  # read only now, for an agreement that exists
-        return agreement, consents.for_decision(connection, subjects, agreement.parties)
-    return agreement, consents.decision_consents(consent_rows, agreement.parties)
+        return agreement, consents.for_decision(connection, subjects, agreement.providers)
+    return agreement, consents.decision_consents(consent_rows, agreement.providers)
 
 
 def _read_together(

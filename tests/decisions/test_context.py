@@ -39,7 +39,7 @@ def app(settings: Settings, clock: MutableClock) -> FastAPI:
 @pytest.fixture
 def reviewed(world: Api, clock: MutableClock) -> str:
     """An active agreement with an ethics review, and consents of every kind: given,
-    withdrawn, with an end date, a minor's with a guardian, and another controller's."""
+    withdrawn, with an end date, a minor's with a guardian, and the recipient's own."""
     now = clock.now()
     agreement_id = world.active(now, reviewed=True)
     world.consent(now, "subject-1")
@@ -59,7 +59,7 @@ def reviewed(world: Api, clock: MutableClock) -> str:
             json={"reason": "asked"},
         )
     )
-    world.consent(now, "subject-1", org="uni-lab")  # the recipient's: a party, held too
+    world.consent(now, "subject-1", org="uni-lab")  # the recipient's: not read
     return agreement_id
 
 
@@ -75,7 +75,7 @@ def read_apart(engine: Engine, agreement_id: str, subjects: list[str]) -> tuple[
         rows = connection.execute(context._AGREEMENT, {"agreement_id": agreement_id}).all()
         agreement = context._agreement_from_rows(rows)
         assert agreement is not None
-        return agreement, for_decision(connection, subjects, agreement.parties)
+        return agreement, for_decision(connection, subjects, agreement.providers)
 
 
 # The decision thread reads in autocommit mode on PostgreSQL; a read inside a transaction
@@ -98,8 +98,9 @@ def test_read_together_is_what_the_reads_apart_give(
     assert agreement is not None
     assert agreement.review_doc is not None
     assert agreement.review_doc["conditions"] == ["aggregate outputs only"]
-    assert len(consents) == 4  # subject-1 (two controllers) to subject-4, none for the last
-    assert sum(len(held) for held in consents.values()) == 5
+    # subject-1 to subject-4, one each (the provider's; not the recipient's of subject-1),
+    # none for the last
+    assert sorted(len(held) for held in consents.values()) == [1, 1, 1, 1]
     assert together == read_apart(engine, reviewed, subjects)
 
 

@@ -213,12 +213,30 @@ def test_consent_must_cover_purpose_categories_and_time(
     assert [r["code"] for r in later["subjects"][0]["reasons"]] == ["consent_expired"]
 
 
-def test_consents_of_non_parties_do_not_count(
-    world: Api, agreement: str, clock: MutableClock
-) -> None:
-    world.consent(clock.now(), "elsewhere", org="outsider")
-    decision = decide(world, agreement, subjects=["elsewhere"])
-    assert [r["code"] for r in decision["subjects"][0]["reasons"]] == ["consent_missing"]
+def test_only_the_providers_consents_count(world: Api, agreement: str, clock: MutableClock) -> None:
+    """Not an outsider's, and not the recipient's own: a recipient cannot grant itself
+    access, nor override a withdrawal at the provider."""
+    now = clock.now()
+    world.consent(now, "elsewhere", org="outsider")
+    world.consent(now, "self-granted", org="uni-lab")
+    withdrawn = world.consent(now, "withdrew")
+    world.ok(
+        world.post(
+            f"/v1/consents/{withdrawn['id']}/withdraw",
+            "partner",
+            "health-trust",
+            json={"reason": "asked"},
+        )
+    )
+    world.consent(now, "withdrew", org="uni-lab")
+    decision = decide(world, agreement, subjects=["elsewhere", "self-granted", "withdrew"])
+    assert [codes(s) for s in decision["subjects"]] == [
+        ["consent_missing"],
+        ["consent_missing"],
+        ["consent_withdrawn"],
+    ]
+    world.consent(now, "self-granted")  # the provider's
+    assert decide(world, agreement, subjects=["self-granted"])["allow"] is True
 
 
 def test_minors_need_a_guardian(world: Api, agreement: str, clock: MutableClock) -> None:
