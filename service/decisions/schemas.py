@@ -10,6 +10,15 @@ from service.core.schemas import JsonInt, RequestModel, ResponseModel, UtcDateTi
 from service.registry.schemas import DottedCode, FieldName
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=200)]
+# Agreement ids are UUIDs. Anything else is refused here, before it reaches a read that
+# decides a whole group of requests (PostgreSQL rejects, e.g., a NUL in any text).
+AgreementRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+        description="the agreement's id (a UUID)",
+    ),
+]
 
 
 class Aggregate(RequestModel):
@@ -17,7 +26,7 @@ class Aggregate(RequestModel):
 
 
 class DecisionRequest(RequestModel):
-    agreement_id: str = Field(min_length=1, max_length=36)
+    agreement_id: AgreementRef
     purpose: DottedCode
     fields: Annotated[list[FieldName], Field(min_length=1, max_length=200)]
     subjects: Annotated[list[SubjectId], Field(min_length=1, max_length=100_000)] | None = Field(

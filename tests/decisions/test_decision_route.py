@@ -73,6 +73,8 @@ CASES: list[tuple[str, str | None, dict[str, Any]]] = [
     ("long key", "partner", {"json": "BODY", "headers": {"Idempotency-Key": "k" * 201}}),
     ("key and body", "partner", {"json": {"purpose": 7}, "headers": {"Idempotency-Key": ""}}),
     ("too many subjects", "partner", {"json": {"subjects": ["s"] * 10_001}}),
+    ("agreement id not a UUID", "partner", {"json": {"agreement_id": "agreement-1"}}),
+    ("NUL in the agreement id", "partner", {"json": {"agreement_id": "\u0000" * 36}}),
     ("allowed", "partner", {"json": "BODY"}),
     ("+json", "partner", {"content": b"BODY", "headers": {"Content-Type": "application/x+json"}}),
 ]
@@ -86,7 +88,7 @@ def test_answers_as_fastapi_would(
     if request.get("json") == "BODY":
         request["json"] = body(agreement)
     elif isinstance(request.get("json"), dict):
-        request["json"] = body(agreement, **request["json"])
+        request["json"] = {**body(agreement), **request["json"]}
     if request.get("content") == b"BODY":
         request["content"] = str(body(agreement)).replace("'", '"').encode()
     served, reference = both(world, role, **request)
@@ -94,6 +96,14 @@ def test_answers_as_fastapi_would(
     if served.status_code == 200:
         assert served.json()["allow"] == reference.json()["allow"] is True
         assert served.json()["decision_id"] != reference.json()["decision_id"]
+
+
+@pytest.mark.parametrize("agreement_id", ["agreement-1", "\u0000" * 36, "x" * 36])
+def test_an_agreement_id_that_is_not_a_uuid_is_refused(world: Api, agreement_id: str) -> None:
+    """Before it reaches the read that decides a whole group of requests."""
+    response = world.post("/v1/decisions", "partner", "uni-lab", json=body(agreement_id))
+    assert response.status_code == 422
+    assert [e["location"] for e in response.json()["errors"]] == ["body.agreement_id"]
 
 
 def test_a_malformed_body_from_an_unknown_caller_gets_401(world: Api) -> None:
