@@ -159,7 +159,8 @@ router.add_api_route(
     summary="Decide whether the caller may receive these fields for this purpose",
     description=(
         "Evaluated by the Rego bundle in `policies/`; answered only after the decision and its "
-        "audit event are committed. A repeated `Idempotency-Key` returns the same decision."
+        "audit event are committed. A repeated `Idempotency-Key` returns the same decision, "
+        "except after a `policy_unavailable` deny, when the retry is decided afresh."
     ),
     response_model=DecisionRead,
     responses=problem_responses(Forbidden, Conflict, InvalidRequest, Unavailable),

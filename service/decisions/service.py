@@ -426,8 +426,10 @@ def _decided(
         "policy_revision": revision,
         "engine": policy.name,
         "input_document": document,
-        "idempotency_key": ask.idempotency_key,
-        "request_fingerprint": fingerprint,
+        # A decision that failed closed is not kept under its idempotency key: a retry
+        # with the key is decided afresh rather than answered with the outage again.
+        "idempotency_key": ask.idempotency_key if action is AuditAction.DECISION_MADE else None,
+        "request_fingerprint": fingerprint if action is AuditAction.DECISION_MADE else "",
         "decided_at": now,
     }
     return Decided(answer, Unrecorded(record, row, now))

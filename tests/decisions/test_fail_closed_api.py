@@ -121,11 +121,12 @@ def agreement(world: Api, clock: MutableClock) -> str:
     return agreement_id
 
 
-def ask(api: Api, agreement_id: str) -> Any:
+def ask(api: Api, agreement_id: str, idempotency_key: str | None = None) -> Any:
     return api.post(
         "/v1/decisions",
         "partner",
         "uni-lab",
+        headers={} if idempotency_key is None else {"Idempotency-Key": idempotency_key},
         json={
             "agreement_id": agreement_id,
             "purpose": "research.public_health",
@@ -184,6 +185,22 @@ def test_engine_failure_or_nonsense_denies_and_is_recorded(
     assert counts(world) == (2, 1)
     faulty.fault = None
     assert ask(world, agreement).json()["allow"] is True
+
+
+def test_a_retry_after_a_failed_evaluation_is_decided_afresh(
+    world: Api, agreement: str, faulty: FaultyEngine
+) -> None:
+    """The failed decision is recorded, but not kept under its idempotency key; the next
+    decision is, and a retry of it replays it."""
+    faulty.fault = "error"
+    failed = world.ok(ask(world, agreement, "order-17"))
+    assert [r["code"] for r in failed["reasons"]] == ["policy_unavailable"]
+    faulty.fault = None
+    retried = world.ok(ask(world, agreement, "order-17"))
+    assert retried["allow"] is True
+    assert retried["decision_id"] != failed["decision_id"]
+    assert world.ok(ask(world, agreement, "order-17"))["decision_id"] == retried["decision_id"]
+    assert counts(world) == (2, 1)
 
 
 def test_failure_to_record_means_no_answer(
