@@ -42,12 +42,20 @@ async def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
-    """The verified caller; runs on the event loop (no thread hop) unless a lookup is due.
-    (The runtime straight from the app: every dependency FastAPI solves costs per request.)"""
+    """The verified caller; runs on the event loop (no thread hop) unless a lookup is due:
+    a token not seen before, where verifying it may fetch the JWKS, or an organisation not
+    looked up lately. (The runtime straight from the app: every dependency FastAPI solves
+    costs per request.)"""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("a bearer token is required")
     runtime: Runtime = request.app.state.runtime
-    principal = runtime.verifier.verify(credentials.credentials)
+    verifier, token = runtime.verifier, credentials.credentials
+    principal = verifier.remembered(token)
+    if principal is None:
+        if verifier.may_fetch:
+            principal = await run_in_threadpool(verifier.verify, token)
+        else:
+            principal = verifier.verify(token)
     enabled = runtime.organisations.enabled(principal.organisation_id)
     if enabled is None:
         enabled = await run_in_threadpool(runtime.organisations.refresh, principal.organisation_id)

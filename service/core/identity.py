@@ -46,6 +46,10 @@ class Actor:
 
 _HMAC_ALGORITHMS = {"HS256", "HS384", "HS512"}
 _CACHE_SIZE = 10_000
+# After the JWKS could not be fetched, unknown kids are refused without another fetch for
+# this long: a flood of made-up kids while the identity provider is down must not queue
+# one fetch (and its timeout) each.
+_JWKS_BACKOFF_SECONDS = 5.0
 
 
 class TokenVerifier:
@@ -67,11 +71,24 @@ class TokenVerifier:
                 settings.jwt_jwks_url,
                 lifespan=settings.jwt_jwks_cache_seconds,
                 cooldown_duration=1.0,
-                timeout=5,
+                timeout=settings.jwt_jwks_timeout_seconds,
             )
             if settings.jwt_jwks_url
             else None
         )
+        self._jwks_quiet_until = 0.0
+
+    @property
+    def may_fetch(self) -> bool:
+        """Verifying a token not seen before may fetch the JWKS (blocking I/O)."""
+        return self._jwks is not None
+
+    def remembered(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not yet expired, else None."""
+        cached = self._verified.get(token)
+        if cached is not None and time.time() < cached[1]:
+            return cached[0]
+        return None
 
     def _key_for(self, token: str, header: dict[str, Any]) -> Any:
         alg = header.get("alg")
@@ -88,17 +105,30 @@ class TokenVerifier:
         if kid in self._settings.jwt_public_keys:
             return self._settings.jwt_public_keys[kid]
         if self._jwks is not None:
-            try:
-                return self._jwks.get_signing_key(kid).key
-            except jwt.PyJWKClientError as exc:
-                raise Unauthenticated("token key id is unknown") from exc
+            return self._jwks_key(self._jwks, kid)
         raise Unauthenticated("token key id is unknown")
+
+    def _jwks_key(self, jwks: PyJWKClient, kid: str) -> Any:
+        if time.monotonic() < self._jwks_quiet_until:
+            # The last fetch failed: only the keys still cached, nothing fetched.
+            cached = jwks.jwk_set_cache.get() if jwks.jwk_set_cache is not None else None
+            for key in cached.keys if cached is not None else ():
+                if key.key_id == kid and key.public_key_use in ("sig", None):
+                    return key.key
+            raise Unauthenticated("token key id is unknown")
+        try:
+            return jwks.get_signing_key(kid).key
+        except jwt.PyJWKClientConnectionError as exc:
+            self._jwks_quiet_until = time.monotonic() + _JWKS_BACKOFF_SECONDS
+            raise Unauthenticated("token key id is unknown") from exc
+        except jwt.PyJWKClientError as exc:
+            raise Unauthenticated("token key id is unknown") from exc
 
     def verify(self, token: str) -> Principal:
         """The token's principal; verified tokens are remembered until they expire."""
-        cached = self._verified.get(token)
-        if cached is not None and time.time() < cached[1]:
-            return cached[0]
+        cached = self.remembered(token)
+        if cached is not None:
+            return cached
         principal, expires = self._verify(token)
         if len(self._verified) >= _CACHE_SIZE:
             self._verified.clear()

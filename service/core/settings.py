@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     jwt_jwks_cache_seconds: float = Field(
         60.0, gt=0, description="how long fetched JWKS keys are trusted before refetching"
     )
+    jwt_jwks_timeout_seconds: float = Field(
+        5.0, gt=0, le=60, description="how long a JWKS fetch may take before it is given up"
+    )
     jwt_role_claim: str = Field("role", description="claim holding the caller's role")
     jwt_org_claim: str = Field("org", description="claim holding the caller's organisation id")
     jwt_leeway_seconds: int = Field(30, ge=0, le=300, description="clock skew tolerated")

@@ -11,9 +11,11 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -442,6 +444,7 @@ class JwksServer:
     keys: list[dict[str, Any]] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     port: int = 0
+    status: int = 200  # anything else: an error page instead of the keys
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -455,7 +458,7 @@ def jwks_server() -> Iterator[JwksServer]:
         def do_GET(self) -> None:
             state.requests.append(self.path)
             body = json.dumps({"keys": state.keys}).encode()
-            self.send_response(200)
+            self.send_response(state.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -606,3 +609,72 @@ def test_jwks_unreachable_is_a_401_not_a_server_error(
     with serving(unreachable, clock) as client:
         token = signed(keys["ed-1"], claims(settings))
         assert_401(bearer(client, token), token)
+
+
+@pytest.fixture
+def silent_jwks() -> Iterator[str]:
+    """The URL of a JWKS host that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/jwks.json"
+    finally:
+        listener.close()
+
+
+def test_a_jwks_host_that_hangs_holds_up_neither_other_requests_nor_later_tokens(
+    world: Api,
+    settings: Settings,
+    keys: dict[str, KeyPair],
+    clock: MutableClock,
+    silent_jwks: str,
+) -> None:
+    """Fetching keys happens off the event loop, and after a fetch fails, unknown kids are
+    refused without another fetch for a while (each would wait for its own timeout)."""
+    hanging = settings.model_copy(
+        update={
+            "jwt_public_keys": {},
+            "jwt_jwks_url": silent_jwks,
+            "jwt_jwks_timeout_seconds": 1.5,
+        }
+    )
+    with serving(hanging, clock) as client, ThreadPoolExecutor(1) as pool:
+        first = signed(keys["ed-1"], claims(settings), kid="made-up-1")
+        started = time.monotonic()
+        waiting = pool.submit(bearer, client, first)
+        time.sleep(0.2)
+        assert client.get("/healthz").status_code == 200
+        assert time.monotonic() - started < 1.0, "the event loop waited for the JWKS host"
+        assert_401(waiting.result(), first)
+        assert time.monotonic() - started >= 1.5  # it did wait for its own fetch
+        started = time.monotonic()
+        second = signed(keys["ed-1"], claims(settings), kid="made-up-2")
+        assert_401(bearer(client, second), second)
+        assert time.monotonic() - started < 1.0, "a second fetch was waited for"
+
+
+def test_after_a_failed_jwks_fetch_cached_keys_still_verify(
+    world: Api,
+    settings: Settings,
+    keys: dict[str, KeyPair],
+    clock: MutableClock,
+    jwks_server: JwksServer,
+) -> None:
+    jwks_server.keys = [keys["ed-1"].jwk()]
+    from_jwks = settings.model_copy(
+        update={"jwt_public_keys": {}, "jwt_jwks_url": jwks_server.url("/jwks.json")}
+    )
+    with serving(from_jwks, clock) as client:
+        assert bearer(client, signed(keys["ed-1"], claims(settings))).status_code == 200
+        jwks_server.status = 503
+        time.sleep(1.1)  # past the refetch cooldown: the made-up kid fetches, and fails
+        made_up = signed(keys["ed-2"], claims(settings))
+        assert_401(bearer(client, made_up), made_up)
+        fetches = len(jwks_server.requests)
+        assert fetches == 2
+        # A token not seen before, under the cached kid: verified without a fetch.
+        fresh = signed(keys["ed-1"], claims(settings, sub="another-service"))
+        assert bearer(client, fresh).status_code == 200
+        assert_401(bearer(client, made_up), made_up)
+        assert len(jwks_server.requests) == fetches
