@@ -170,6 +170,10 @@ router.add_api_route(
 @router.get(
     "/{decision_id}",
     summary="Read a decision back",
+    description=(
+        "For the requester, the stewards and partner systems of the agreement's parties, "
+        "auditors and admins; anyone else gets 404."
+    ),
     response_model=DecisionRead,
     responses=problem_responses(Forbidden, NotFound),
 )

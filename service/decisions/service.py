@@ -459,11 +459,13 @@ def recorded(runtime: Runtime, decided: Decided, seq: int, waited_seconds: float
 
 
 def can_read(session: Session, principal: Principal, decision: Decision) -> bool:
+    """Oversight, the requester, and the stewards and partner systems of the agreement's
+    parties: a provider's system checks a decision before it releases the data."""
     if principal.role in (Role.AUDITOR, Role.ADMIN):
         return True
     if principal.organisation_id == decision.requester_org:
         return True
-    if principal.role is Role.STEWARD and decision.agreement_version is not None:
+    if principal.role in (Role.STEWARD, Role.PARTNER) and decision.agreement_version is not None:
         version = agreements.get_version(session, decision.agreement_id, decision.agreement_version)
         return principal.organisation_id in agreements.party_orgs(version)
     return False

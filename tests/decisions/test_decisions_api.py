@@ -386,8 +386,11 @@ def test_decisions_are_readable_by_parties_and_auditors_only(world: Api, agreeme
     assert world.ok(world.get(path, "partner", "uni-lab")) == decision
     assert world.ok(world.get(path, "steward", "health-trust"))["allow"] is True
     assert world.ok(world.get(path, "auditor", "council"))["decision_id"] == decision["decision_id"]
+    # The provider's system checks the decision before it releases the data.
+    assert world.ok(world.get(path, "partner", "health-trust")) == decision
     assert world.get(path, "partner", "outsider").status_code == 404
-    assert world.get(path, "partner", "health-trust").status_code == 404
+    assert world.get(path, "steward", "outsider").status_code == 404
+    assert world.get(path, "ethics_reviewer", "health-trust").status_code == 404
     stored = world.ok(world.get(f"{path}/input", "auditor", "council"))["input"]
     assert stored["request"]["subjects"] == [decision["subjects"][0]["subject"]]
     assert "subject-1" not in str(stored)
