@@ -260,12 +260,13 @@ def decide_group(runtime: Runtime, asks: list[Ask]) -> list[Decided | Exception]
             fresh.append(n)
         wanted = [_wanted(asks[n], pseudonyms[n]) for n in fresh]
         contexts = build_contexts(reader, runtime.taxonomy.get(reader), wanted, now)
-    values = _evaluations(runtime, wanted, contexts)
+    values, revision = _evaluations_under_one_revision(runtime, wanted, contexts)
     for n, context, value in zip(fresh, contexts, values, strict=True):
         try:
             outcomes[n] = _decided(
-                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now, value
-            )
+                runtime, asks[n], pseudonyms[n] or [], fingerprints[n], context, now,
+                value, revision,
+            )  # fmt: skip
         except Exception as exc:  # this request's answer could not be made: no answer
             outcomes[n] = exc
     return [o for o in outcomes if o is not None]
@@ -281,6 +282,22 @@ def _wanted(ask: Ask, pseudonyms: list[str] | None) -> Wanted:
         pseudonyms=pseudonyms,
         cohort_size=request.aggregate.cohort_size if request.aggregate else None,
     )
+
+
+def _evaluations_under_one_revision(
+    runtime: Runtime, wanted: list[Wanted], contexts: list[DecisionContext]
+) -> tuple[list[Any], str]:
+    """`_evaluations`, and the policy revision they were all made under. A reload while
+    they ran (the revision changed) means some may have been made under either bundle:
+    they are made again, once; a second reload meanwhile fails them closed."""
+    policy = runtime.policy
+    for _ in range(2):
+        revision = policy.revision
+        values = _evaluations(runtime, wanted, contexts)
+        if policy.revision == revision:
+            return values, revision
+    reloading = PolicyError("the policy was reloaded during evaluation")
+    return [reloading] * len(contexts), policy.revision
 
 
 def _evaluations(
@@ -351,12 +368,13 @@ def _decided(
     context: DecisionContext,
     now: datetime,
     value: Any,
+    revision: str,
 ) -> Decided:
-    """Make the answer, audit event and row from the policy's value for a context."""
+    """Make the answer, audit event and row from the policy's value for a context (made
+    under `revision`)."""
     request, principal = ask.request, ask.actor.principal
     document = context.document
     policy = runtime.policy
-    revision = policy.revision
     try:
         if isinstance(value, PolicyError):
             raise value

@@ -31,6 +31,8 @@ class FaultyEngine:
     def __init__(self, inner: EmbeddedEngine) -> None:
         self.inner = inner
         self.fault: str | None = None
+        self.reload_midway: list[Any] = []  # bundles loaded, one per evaluation, after it
+        self.used: list[str] = []  # the revision each decision evaluation was made under
 
     @property
     def revision(self) -> str:
@@ -43,6 +45,12 @@ class FaultyEngine:
         self.inner.close()
 
     def evaluate(self, entrypoint: str, input_document: Mapping[str, Any]) -> Any:
+        if entrypoint == DECISION_ENTRYPOINT:
+            self.used.append(self.inner.revision)
+        if entrypoint == DECISION_ENTRYPOINT and self.reload_midway:
+            value = self.inner.evaluate(entrypoint, input_document)
+            self.inner.load(self.reload_midway.pop(0))  # an operator's reload, meanwhile
+            return value
         if entrypoint != DECISION_ENTRYPOINT or self.fault is None:
             return self.inner.evaluate(entrypoint, input_document)
         if self.fault == "error":
@@ -201,6 +209,33 @@ def test_a_retry_after_a_failed_evaluation_is_decided_afresh(
     assert retried["decision_id"] != failed["decision_id"]
     assert world.ok(ask(world, agreement, "order-17"))["decision_id"] == retried["decision_id"]
     assert counts(world) == (2, 1)
+
+
+def extra_bundle(policy_dir: Path, name: str) -> Any:
+    """The bundle with one more (unused) module: another revision, the same decisions."""
+    (policy_dir / "accord" / f"{name}.rego").write_text(
+        f"package accord.{name}\nimport rego.v1\nanswer := 42\n"
+    )
+    return load_bundle(policy_dir)
+
+
+def test_a_decision_records_the_revision_it_was_made_under(
+    world: Api, agreement: str, faulty: FaultyEngine, policy_dir: Path
+) -> None:
+    """A reload during an evaluation: the decision is made again under the new revision,
+    and records it. A second reload during that one too: it fails closed."""
+    faulty.reload_midway = [extra_bundle(policy_dir, "extra")]
+    decision = world.ok(ask(world, agreement))
+    assert decision["allow"] is True
+    assert faulty.used == [faulty.used[0], decision["policy_revision"]]
+    assert faulty.used[0] != decision["policy_revision"]
+
+    faulty.used = []
+    faulty.reload_midway = [extra_bundle(policy_dir, "more"), extra_bundle(policy_dir, "most")]
+    failed = world.ok(ask(world, agreement))
+    assert [r["code"] for r in failed["reasons"]] == ["policy_unavailable"]
+    assert len(set(faulty.used)) == 2
+    assert world.ok(ask(world, agreement))["policy_revision"] == faulty.inner.revision
 
 
 def test_failure_to_record_means_no_answer(
