@@ -36,7 +36,7 @@ from service.core.settings import PolicyEngineKind, Settings
 from service.decisions import bundle
 from service.decisions.decider import Decider
 from service.decisions.engines import PolicyEngine, load_bundle
-from service.decisions.engines.embedded import EmbeddedEngine
+from service.decisions.engines.embedded import EmbeddedEngine, check_contract
 from service.decisions.router import router as decisions_router
 from service.decisions.writer import DecisionWriter
 from service.health import router as health_router
@@ -63,6 +63,7 @@ SYSTEM = Principal(subject="accord-system", role=Role.ADMIN, organisation_id="ac
 
 def build_policy_engine(settings: Settings) -> PolicyEngine:
     policy_bundle = load_bundle(settings.policy_dir)
+    check_contract(policy_bundle)
     if settings.policy_engine is PolicyEngineKind.OPA:
         from service.decisions.engines.opa import OpaEngine
 

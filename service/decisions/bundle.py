@@ -15,6 +15,7 @@ from service.core.deps import Actor, RuntimeDep, request_id, roles
 from service.core.errors import Forbidden, InvalidRequest, problem_responses
 from service.core.identity import Principal, Role
 from service.decisions.engines import BundleRejected, load_bundle
+from service.decisions.engines.embedded import check_contract
 
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
@@ -52,6 +53,7 @@ def reload(runtime: Runtime, actor: Actor) -> str:
     previous = runtime.policy.revision
     try:
         bundle = load_bundle(runtime.settings.policy_dir)
+        check_contract(bundle)
         runtime.policy.load(bundle)
     except BundleRejected as exc:
         _record(runtime, actor, AuditAction.POLICY_REJECTED, previous, error=str(exc)[:500])

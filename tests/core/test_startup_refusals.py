@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import shutil
+from pathlib import Path
+
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
@@ -10,6 +14,7 @@ from sqlalchemy import create_engine, text
 from service.app import create_app
 from service.core.durability import UnsafeDurability
 from service.core.settings import Settings
+from service.decisions.engines import BundleRejected
 from tests.support.databases import BACKENDS
 
 
@@ -52,3 +57,23 @@ def test_unsafe_durability_refuses_to_start(settings: Settings) -> None:
         TestClient(create_app(settings)),
     ):
         pass
+
+
+@pytest.mark.parametrize("entrypoint", ["result", "review"])
+def test_a_bundle_without_an_entrypoint_the_service_needs_is_refused(
+    settings: Settings, tmp_path: Path, entrypoint: str
+) -> None:
+    """It compiles, but every decision (or every submission) would fail closed."""
+    policies = tmp_path / "policies"
+    shutil.copytree(settings.policy_dir, policies)
+    module = (
+        policies
+        / "accord"
+        / ("decision/decision.rego" if entrypoint == "result" else "agreement/review.rego")
+    )
+    source = re.sub(
+        rf"^(default )?{entrypoint} := ", r"\1renamed := ", module.read_text(), flags=re.M
+    )
+    module.write_text(source)
+    with pytest.raises(BundleRejected, match=f"\\.{entrypoint} is not defined"):
+        create_app(settings.model_copy(update={"policy_dir": policies}))

@@ -280,6 +280,18 @@ def test_policy_reload_switches_revision_and_refuses_bad_bundles(
     assert world.ok(world.get("/v1/policies", "auditor", "council"))["revision"] == before
     assert ask(world, agreement).json()["allow"] is True
 
+    # It compiles, but the service's entrypoint is gone: every decision would fail.
+    broken.unlink()
+    decision_module = policy_dir / "accord" / "decision" / "decision.rego"
+    source = decision_module.read_text()
+    decision_module.write_text(source.replace("\nresult := ", "\nrenamed_result := ", 1))
+    refused = world.post("/v1/policies/reload", "admin", "accord")
+    assert refused.status_code == 422
+    assert "data.accord.decision.result" in refused.json()["detail"]
+    assert world.ok(world.get("/v1/policies", "auditor", "council"))["revision"] == before
+    assert ask(world, agreement).json()["allow"] is True
+    decision_module.write_text(source)
+
     broken.write_text("package accord.extra\nimport rego.v1\nanswer := 42\n")
     reloaded = world.ok(world.post("/v1/policies/reload", "admin", "accord"))
     assert reloaded["revision"] != before
@@ -293,4 +305,4 @@ def test_policy_reload_switches_revision_and_refuses_bad_bundles(
                 select(AuditEvent.action).where(AuditEvent.resource_type == "policy_bundle")
             )
         )
-    assert actions == ["policy.loaded", "policy.rejected", "policy.loaded"]
+    assert actions == ["policy.loaded", "policy.rejected", "policy.rejected", "policy.loaded"]

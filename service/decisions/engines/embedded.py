@@ -21,6 +21,8 @@ import orjson
 import regorus
 
 from service.decisions.engines.base import (
+    DECISION_ENTRYPOINT,
+    REVIEW_ENTRYPOINT,
     BundleRejected,
     PolicyBundle,
     PolicyError,
@@ -50,6 +52,31 @@ def _compile(bundle: PolicyBundle) -> Any:
     # otherwise keep it alive there, and regorus panics when dropped off its thread.
     del engine
     raise BundleRejected(message)
+
+
+def check_contract(bundle: PolicyBundle) -> None:
+    """Refuse (BundleRejected) a bundle that does not compile, or that compiles but breaks
+    the contract the service relies on: `result` is a decision and `review` an answer on
+    any input, the empty one included (a bundle without them would fail every decision
+    closed, or every submission). Checked with regorus whichever engine then serves the
+    bundle; the engine is dropped here, on this thread."""
+    engine = _compile(bundle)
+    try:
+        engine.set_input_json("{}")
+        problem = None
+        for rule, key in ((DECISION_ENTRYPOINT, "allow"), (REVIEW_ENTRYPOINT, "required")):
+            path = "data." + rule.replace("/", ".")
+            try:
+                answer = orjson.loads(engine.eval_rule_as_json(path))
+            except Exception as exc:
+                answer = _first_line(exc)
+            if not isinstance(answer, dict) or not isinstance(answer.get(key), bool):
+                problem = f"{path} is not defined as the contract says (on an empty input)"
+                break
+    finally:
+        del engine
+    if problem is not None:
+        raise BundleRejected(problem)
 
 
 def _engine_for(bundle: PolicyBundle) -> Any:
