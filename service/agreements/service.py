@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from service.agreements.models import Agreement, AgreementApproval, AgreementParty, AgreementVersion
@@ -498,12 +498,21 @@ def list_visible(
     if cursor:
         query = query.where(Agreement.id > cursor)
     if principal.role not in OVERSIGHT_ROLES:
-        party_of = (
-            select(AgreementVersion.agreement_id)
+        # As get_agreement: a party to the latest version or to the version in force (an
+        # organisation an amendment removed does not see the agreement any more).
+        party = (
+            select(AgreementVersion.id)
             .join(AgreementParty, AgreementParty.version_id == AgreementVersion.id)
-            .where(AgreementParty.organisation_id == principal.organisation_id)
+            .where(
+                AgreementVersion.agreement_id == Agreement.id,
+                or_(
+                    AgreementVersion.version == Agreement.latest_version,
+                    AgreementVersion.version == Agreement.in_force_version,
+                ),
+                AgreementParty.organisation_id == principal.organisation_id,
+            )
         )
-        query = query.where(Agreement.id.in_(party_of))
+        query = query.where(party.exists())
     if status is not None:
         query = query.where(
             Agreement.id.in_(

@@ -306,3 +306,32 @@ def test_refused_attempts_on_other_organisations_agreements_are_audited(
         ("outsider", agreement_id, 404),
         ("uni-lab", agreement_id, 403),
     ]
+
+
+def test_an_organisation_removed_by_an_amendment_no_longer_sees_the_agreement(
+    world: Api, clock: MutableClock
+) -> None:
+    """Not by id, and not in its list (which showed the agreement, with the new terms)."""
+    now = clock.now()
+    agreement_id = world.active(now, providers=["health-trust", "council"])
+    assert [a["id"] for a in world.ok(world.get("/v1/agreements", "steward", "council"))[
+        "items"]] == [agreement_id]  # fmt: skip
+    world.ok(
+        world.post(
+            f"/v1/agreements/{agreement_id}/amendments",
+            "steward",
+            "uni-lab",
+            json={"providers": ["health-trust"]},
+        ),
+        201,
+    )
+    # While version 1 is in force, council is still one of its parties.
+    assert world.get(f"/v1/agreements/{agreement_id}", "steward", "council").status_code == 200
+    assert len(world.ok(world.get("/v1/agreements", "steward", "council"))["items"]) == 1
+    v2 = world.version_path(agreement_id, 2)
+    world.ok(world.post(f"{v2}/submit", "steward", "uni-lab"))
+    world.approve_all(agreement_id, 2)
+    world.ok(world.post(f"{v2}/activate", "steward", "uni-lab"))
+    assert world.get(f"/v1/agreements/{agreement_id}", "steward", "council").status_code == 404
+    assert world.ok(world.get("/v1/agreements", "steward", "council"))["items"] == []
+    assert len(world.ok(world.get("/v1/agreements", "steward", "health-trust"))["items"]) == 1
