@@ -27,6 +27,7 @@ REVIEWABLE = {S.PENDING_APPROVAL.value, S.APPROVED.value, S.ACTIVE.value, S.SUSP
     "/{agreement_id}/versions/{version}/ethics-reviews",
     status_code=status.HTTP_201_CREATED,
     summary="Record an ethics review of a version",
+    description="By an ethics reviewer of an organisation that is not a party to the version.",
     responses=problem_responses(Forbidden, NotFound, InvalidTransition),
 )
 def record_review(
@@ -40,6 +41,10 @@ def record_review(
 ) -> ReviewRead:
     agreements.get_agreement(session, principal, agreement_id)
     target = agreements.get_version(session, agreement_id, version, lock=True)
+    if principal.organisation_id in agreements.party_orgs(target):
+        # An independent review: a party's own reviewer would approve (or overturn a
+        # committee's rejection of) the sharing its organisation asked for.
+        raise Forbidden("a reviewer of a party to the agreement may not review it")
     if target.status not in REVIEWABLE:
         raise InvalidTransition(f"a {target.status} version cannot be reviewed")
     actor, now = Actor(principal, rid), runtime.clock.now()

@@ -87,6 +87,13 @@ def test_only_ethics_reviewers_record_reviews(world: Api, clock: MutableClock) -
         "valid_until": (clock.now() + timedelta(days=1)).isoformat(),
     }
     assert world.post(f"{path}/ethics-reviews", "steward", "uni-lab", json=body).status_code == 403
+    # Reviewers of a party (the recipient, the provider) may not review its agreement.
+    for party in ("uni-lab", "health-trust"):
+        refused = world.post(f"{path}/ethics-reviews", "ethics_reviewer", party, json=body)
+        assert refused.status_code == 403
+        assert "party" in refused.json()["detail"]
+    reviews = world.ok(world.get(f"{path}/ethics-reviews", "auditor", "council"))
+    assert reviews == []
     conditions_missing = {**body, "outcome": "approved_with_conditions"}
     response = world.post(
         f"{path}/ethics-reviews", "ethics_reviewer", "ethics-board", json=conditions_missing
