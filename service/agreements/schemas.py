@@ -5,10 +5,11 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BeforeValidator, Field, StrictBool, model_validator
+from pydantic import BeforeValidator, Field, StrictBool, model_validator
 
 from service.core.schemas import (
     JsonInt,
+    Moment,
     RequestModel,
     ResponseModel,
     UtcDateTime,
@@ -71,8 +72,8 @@ class AgreementTerms(RequestModel):
         None, description="defaults to true when the legal basis is consent"
     )
     retention_days: JsonInt = Field(ge=1, le=36_500)
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: Moment
+    valid_until: Moment
     minimisation: Minimisation = Field(default_factory=Minimisation)
     pseudonymisation_required: StrictBool = True
     jurisdiction: str = Field(min_length=2, max_length=32)
@@ -107,8 +108,8 @@ class AgreementAmend(RequestModel):
     retention_days: Annotated[int, Field(ge=1, le=36_500), BeforeValidator(json_integer)] | None = (
         None
     )
-    valid_from: AwareDatetime | None = None
-    valid_until: AwareDatetime | None = None
+    valid_from: Moment | None = None
+    valid_until: Moment | None = None
     minimisation: Minimisation | None = None
     pseudonymisation_required: StrictBool | None = None
     jurisdiction: str | None = Field(None, min_length=2, max_length=32)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, Field, StrictBool, model_validator
+from pydantic import Field, StrictBool, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
+from service.core.schemas import Moment, RequestModel, ResponseModel, UtcDateTime
 from service.registry.schemas import DottedCode
 
 SubjectId = Annotated[str, Field(min_length=1, max_length=200)]
@@ -31,7 +31,7 @@ class CollectionMethod(StrEnum):
 class Evidence(RequestModel):
     method: CollectionMethod
     notice_version: str = Field(min_length=1, max_length=64, description="privacy notice shown")
-    collected_at: AwareDatetime
+    collected_at: Moment
     reference: str = Field("", max_length=200, description="the partner's own record reference")
 
 
@@ -45,8 +45,8 @@ class ConsentCreate(RequestModel):
     status: ConsentStatus = Field(ConsentStatus.GIVEN, description="given or refused")
     purposes: Annotated[list[DottedCode], Field(min_length=1, max_length=50)]
     categories: Annotated[list[DottedCode], Field(min_length=1, max_length=100)]
-    valid_from: AwareDatetime | None = Field(None, description="defaults to now")
-    valid_until: AwareDatetime | None = None
+    valid_from: Moment | None = Field(None, description="defaults to now")
+    valid_until: Moment | None = None
     evidence: Evidence
     subject_is_minor: StrictBool = False
     guardian: Guardian | None = None
@@ -67,7 +67,7 @@ class Withdrawal(RequestModel):
 
 
 class Renewal(RequestModel):
-    valid_until: AwareDatetime | None
+    valid_until: Moment | None
     evidence: Evidence
 
 

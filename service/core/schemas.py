@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    WithJsonSchema,
+)
 
 from service.core.clock import as_utc
 
@@ -30,7 +37,28 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
-Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
+# The times a request may carry: years 1970 to 2199 as written (whatever the offset, in UTC
+# that stays within what every store and the policy input, int64 nanoseconds up to 2262,
+# can hold; converting year 1 or 9999 with an offset overflowed). The documents say so
+# with a pattern.
+_YEARS = "^(19[7-9][0-9]|2[01][0-9][0-9])-"
+
+
+def _in_range(value: datetime) -> datetime:
+    """The moment in UTC, if written with a year from 1970 to 2199."""
+    if not 1970 <= value.year <= 2199:
+        raise ValueError("the year must be from 1970 to 2199")
+    return value.astimezone(UTC)
+
+
+# A time in a request body: with an offset, in range, handed on in UTC.
+Moment = Annotated[
+    AwareDatetime,
+    AfterValidator(_in_range),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": _YEARS}),
+]
+# A time in a query string: also only RFC 3339 (pydantic alone would take Unix timestamps).
+Rfc3339 = Annotated[Moment, BeforeValidator(_rfc3339)]
 
 # Responses always carry aware UTC times (SQLite hands back naive ones).
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import Field, model_validator
 
-from service.core.schemas import RequestModel, ResponseModel, UtcDateTime
+from service.core.schemas import Moment, RequestModel, ResponseModel, UtcDateTime
 
 
 class ReviewOutcome(StrEnum):
@@ -22,8 +22,8 @@ class ReviewCreate(RequestModel):
         list[Annotated[str, Field(min_length=1, max_length=500)]], Field(max_length=50)
     ] = Field(default_factory=list)
     reference: str = Field(min_length=1, max_length=200, description="the committee's reference")
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: Moment
+    valid_until: Moment
 
     @model_validator(mode="after")
     def _coherent(self) -> ReviewCreate:
