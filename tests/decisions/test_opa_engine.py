@@ -104,6 +104,9 @@ def server() -> Iterator[OpaTestServer]:
 @pytest.fixture
 def engine(server: OpaTestServer) -> Iterator[OpaEngine]:
     with closing(OpaEngine(BUNDLE, server.url, TIMEOUT, upload=False)) as opa:
+        # Loading without upload only reads what OPA serves, to check it is the bundle.
+        assert server.requests == [("GET", "/v1/policies", None)]
+        server.requests.clear()
         yield opa
 
 
@@ -119,7 +122,6 @@ def free_port() -> int:
 def test_request_shape_and_result(server: OpaTestServer, engine: OpaEngine) -> None:
     assert engine.name == "opa"
     assert engine.revision == BUNDLE.revision
-    assert server.requests == []  # upload=False sends nothing on load
 
     assert engine.evaluate(DECISION_ENTRYPOINT, doc()) == ALLOWED
     assert server.requests == [("POST", "/v1/data/accord/decision/result", {"input": doc()})]
@@ -213,15 +215,17 @@ def test_result_of_unexpected_shape_is_passed_on_like_the_embedded_engine(
 
 
 def test_connection_refused_is_policy_error_quickly() -> None:
-    opa = OpaEngine(BUNDLE, f"http://127.0.0.1:{free_port()}", TIMEOUT, upload=False)
-    with closing(opa):
+    with running_opa_server(BUNDLE.modules) as server:
+        opa = OpaEngine(BUNDLE, server.url, TIMEOUT, upload=False)
+    with closing(opa):  # OPA has gone since the engine was loaded
         started = time.monotonic()
         with pytest.raises(PolicyError) as raised:
             opa.evaluate(DECISION_ENTRYPOINT, doc())
         assert type(raised.value) is PolicyError
         assert time.monotonic() - started < 1.0
-        with pytest.raises(BundleRejected):
-            OpaEngine(BUNDLE, f"http://127.0.0.1:{free_port()}", TIMEOUT, upload=True)
+        for upload in (True, False):  # nothing to upload to, or to check against
+            with pytest.raises(BundleRejected):
+                OpaEngine(BUNDLE, f"http://127.0.0.1:{free_port()}", TIMEOUT, upload=upload)
 
 
 def test_hanging_server_times_out_within_bound(server: OpaTestServer) -> None:
@@ -322,13 +326,33 @@ def test_first_upload_failing_leaves_nothing_behind() -> None:
         assert server.modules == {}
 
 
-def test_without_upload_load_only_records_the_revision(
+def test_without_upload_a_bundle_is_taken_only_when_opa_serves_it(
     server: OpaTestServer, engine: OpaEngine
 ) -> None:
+    """The revision recorded on decisions must be the one OPA evaluates."""
+    with pytest.raises(BundleRejected, match="OPA does not serve"):
+        engine.load(BUNDLE_V2)  # the files here changed, OPA's did not
+    assert engine.revision == BUNDLE.revision
+    assert [(m, p) for m, p, _ in server.requests] == [("GET", "/v1/policies")]
+    assert server.modules == BUNDLE.modules  # nothing was sent
+
+    # The operator updates OPA's files (mounted: ids are paths below the mount point), and
+    # OPA also holds test modules and another team's policies: then the bundle is taken.
+    server.modules = {f"/policies/{path}": source for path, source in BUNDLE_V2.modules.items()}
+    server.modules["/policies/accord/decision_test.rego"] = "package accord.decision_test\n"
+    server.modules["/other/team.rego"] = "package team\n\nallow := true\n"
     engine.load(BUNDLE_V2)
     assert engine.revision == BUNDLE_V2.revision
-    assert server.requests == []
-    assert server.modules == BUNDLE.modules  # OPA serves what it mounted
+
+    # An accord module the bundle does not have could change decisions: refused.
+    server.modules["/policies/accord/extra.rego"] = "package accord.extra\n\nx := 1\n"
+    with pytest.raises(BundleRejected, match="not in the bundle"):
+        engine.load(BUNDLE_V2)
+    del server.modules["/policies/accord/extra.rego"]
+    server.inject("error")
+    with pytest.raises(BundleRejected, match="internal_error"):
+        engine.load(BUNDLE_V2)
+    assert engine.revision == BUNDLE_V2.revision
 
 
 # -- concurrency and agreement ------------------------------------------------------------

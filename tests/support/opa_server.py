@@ -9,6 +9,8 @@ uses, with OPA's response shapes:
   `internal_error`. `GET /v1/data/<path>` evaluates without input.
 - `PUT /v1/policies/<id>` (text/plain Rego) -> 200 `{}`; compile error -> 400
   `invalid_parameter` with `errors`. `DELETE /v1/policies/<id>` -> 200 `{}`.
+- `GET /v1/policies` -> 200 `{"result": [{"id", "raw"}, ...]}` (OPA also sends each
+  module's `ast`, which the engine does not read).
 - `GET /health` -> 200 `{}`.
 
 Faults for the next requests are injected with `OpaTestServer.inject`.
@@ -203,6 +205,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, {})
         elif method in ("GET", "POST") and segments[:2] == ["v1", "data"]:
             self._data(method, segments[2:], text)
+        elif method == "GET" and segments == ["v1", "policies"]:
+            with self.server._lock:
+                served = [{"id": i, "raw": raw} for i, raw in sorted(self.server.modules.items())]
+            self._send(200, {"result": served})
         elif method in ("PUT", "DELETE") and segments[:2] == ["v1", "policies"]:
             self._policy(method, unquote(path.removeprefix("/v1/policies/")), text)
         else:

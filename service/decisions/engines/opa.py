@@ -26,9 +26,12 @@ Behaviour, matching the embedded engine:
   bundle (best effort) and BundleRejected is raised; the engine keeps the old revision.
   Caveats: while uploading, OPA briefly serves a mix of old and new modules; modules OPA
   held before this engine's first load (not from a bundle this engine uploaded) are left
-  alone. With `upload=False` (docker-compose mounts `policies/` into OPA) nothing is sent;
-  the revision is recorded after the local check, and it is the operator's job that OPA
-  serves the same files.
+  alone. With `upload=False` (docker-compose mounts `policies/` into OPA as a bundle)
+  nothing is sent: the engine reads the modules OPA serves (`GET /v1/policies`) and takes
+  the bundle only if OPA serves every one of its modules as it is here (under the same
+  path, or the path below OPA's mount point) and no other module of an `accord` package
+  (`*_test.rego` aside). So the revision recorded on each decision is the one OPA
+  evaluates; to change policies, the operator updates OPA's files first, then reloads.
 """
 
 from __future__ import annotations
@@ -53,6 +56,13 @@ from service.decisions.engines.base import (
 )
 
 _SEGMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ACCORD_PACKAGE = re.compile(r"^\s*package\s+accord(\.|\s|$)", re.MULTILINE)
+
+
+def _names(module_id: str, path: str) -> bool:
+    """OPA's id of a module names the bundle's `path`: the path itself (uploaded), or the
+    path below a mount point (`/policies/accord/...` for a directory mounted as a bundle)."""
+    return module_id == path or module_id.endswith("/" + path)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -134,7 +144,38 @@ class OpaEngine:
                 raise BundleRejected(_first_line(exc)) from exc
             if self._upload:
                 self._upload_bundle(bundle, self._bundle)
+            else:
+                self._check_served(bundle)
             self._bundle = bundle
+
+    def _check_served(self, bundle: PolicyBundle) -> None:
+        """BundleRejected unless OPA serves exactly this bundle's `accord` modules."""
+        scheme = "https" if self._ssl else "http"
+        url = f"{scheme}://{self._host}:{self._port}/v1/policies"
+        try:
+            response = requests.get(url, timeout=self._timeout)
+            response.raise_for_status()
+            served = {m["id"]: m["raw"] for m in response.json()["result"]}
+        except requests.HTTPError as exc:
+            raise BundleRejected(
+                f"cannot list OPA's policies: {_opa_message(exc.response)}"
+            ) from exc
+        except (requests.RequestException, ValueError, KeyError, TypeError) as exc:
+            raise BundleRejected(f"cannot list OPA's policies: {type(exc).__name__}") from exc
+        unmatched = dict(served)
+        for path, source in sorted(bundle.modules.items()):
+            same = [i for i, raw in served.items() if raw == source and _names(i, path)]
+            if not same:
+                raise BundleRejected(f"OPA does not serve {path} as it is in the bundle")
+            for module_id in same:
+                unmatched.pop(module_id)
+        extra = sorted(
+            module_id
+            for module_id, raw in unmatched.items()
+            if not module_id.endswith("_test.rego") and _ACCORD_PACKAGE.search(raw or "")
+        )
+        if extra:
+            raise BundleRejected(f"OPA also serves accord modules not in the bundle: {extra[:5]}")
 
     def _put(self, path: str, source: str) -> None:
         # rego_compat=False: otherwise the client rewrites a rejected module's source
