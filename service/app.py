@@ -146,6 +146,14 @@ def _sweeper(runtime: Runtime, stop: threading.Event) -> None:
             log.exception("lifecycle sweep failed")
 
 
+def _policy_follower(runtime: Runtime, stop: threading.Event) -> None:
+    while not stop.wait(runtime.settings.policy_follow_seconds):
+        try:
+            bundle.follow(runtime)
+        except Exception:  # e.g. the database is away, or OPA refuses: the next round retries
+            log.exception("following the policy revision failed")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -171,6 +179,12 @@ def create_app(
         if settings.sweep_interval_seconds > 0:
             sweeper = threading.Thread(target=_sweeper, args=(runtime, stop), daemon=True)
             sweeper.start()
+        follower = None
+        if settings.policy_follow_seconds > 0:
+            follower = threading.Thread(
+                target=_policy_follower, args=(runtime, stop), daemon=True, name="policy-follower"
+            )
+            follower.start()
         signer = None
         if tree_head_interval(settings) > 0:
             signer = threading.Thread(
@@ -184,7 +198,7 @@ def create_app(
             yield
         finally:
             stop.set()
-            for thread in (sweeper, signer):
+            for thread in (sweeper, follower, signer):
                 if thread is not None:
                     thread.join(timeout=5)
             runtime.decider.close()

@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"
     )
+    policy_follow_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="how often a process takes a policy revision another one loaded; 0: never",
+    )
 
     @field_validator("signing_key_seed")
     @classmethod

@@ -1,14 +1,22 @@
-"""Loading and reloading the policy bundle, with an audit event either way."""
+"""Loading and reloading the policy bundle, with an audit event either way.
+
+A reload reaches the process that serves it. The others (uvicorn workers, replicas) follow
+the log: every few seconds each takes the revision of the latest `policy.loaded` event, if
+it is not its own and `policies/` here holds it (`follow`).
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
+from sqlalchemy import select
 
 from service.audit import log as audit
 from service.audit.actions import AuditAction, Outcome
+from service.audit.models import AuditEvent
 from service.core.context import Runtime
 from service.core.database import transaction
 from service.core.deps import Actor, RuntimeDep, request_id, roles
@@ -17,6 +25,7 @@ from service.core.identity import Principal, Role
 from service.decisions.engines import BundleRejected, load_bundle
 from service.decisions.engines.embedded import check_contract
 
+log = logging.getLogger("accord.policies")
 router = APIRouter(prefix="/v1/policies", tags=["policies"])
 
 
@@ -63,6 +72,29 @@ def reload(runtime: Runtime, actor: Actor) -> str:
             runtime, actor, AuditAction.POLICY_LOADED, runtime.policy.revision, previous=previous
         )
     return runtime.policy.revision
+
+
+def follow(runtime: Runtime) -> bool:
+    """Take the revision another process loaded last (the latest `policy.loaded` event), if
+    this process serves another and `policies/` here holds that one; True when it switched.
+    Not recorded again: the load that chose the revision was."""
+    with runtime.read_sessions() as session:
+        latest = session.scalar(
+            select(AuditEvent.policy_revision)
+            .where(AuditEvent.action == AuditAction.POLICY_LOADED.value)
+            .order_by(AuditEvent.seq.desc())
+            .limit(1)
+        )
+    if latest is None or latest == runtime.policy.revision:
+        return False
+    bundle = load_bundle(runtime.settings.policy_dir)
+    if bundle.revision != latest:
+        log.warning("policies/ does not hold the revision loaded last (%s); staying", latest)
+        return False
+    check_contract(bundle)
+    runtime.policy.load(bundle)
+    log.info("took policy revision %s, loaded by another process", latest)
+    return True
 
 
 @router.get(

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from service.app import create_app
 from service.audit.models import AuditEvent
 from service.core.settings import Settings
+from service.decisions.bundle import follow
 from service.decisions.engines import PolicyError, PolicyTimeout, load_bundle
 from service.decisions.engines.base import DECISION_ENTRYPOINT
 from service.decisions.engines.embedded import EmbeddedEngine
@@ -306,3 +309,40 @@ def test_policy_reload_switches_revision_and_refuses_bad_bundles(
             )
         )
     assert actions == ["policy.loaded", "policy.rejected", "policy.rejected", "policy.loaded"]
+
+
+def test_other_processes_follow_a_reload(
+    world: Api, agreement: str, settings: Settings, clock: MutableClock, policy_dir: Path
+) -> None:
+    """Another worker on the same database takes the revision the reload recorded, once
+    its policies/ holds it; a later edit that nobody reloaded is not taken."""
+    other = create_app(settings.model_copy(update={"policy_follow_seconds": 0.05}), clock=clock)
+    with TestClient(other) as client:
+        runtime = other.state.runtime
+        before = runtime.policy.revision
+        extra_bundle(policy_dir, "extra")
+        reloaded = world.ok(world.post("/v1/policies/reload", "admin", "accord"))["revision"]
+        assert reloaded != before
+        deadline = time.monotonic() + 10
+        while runtime.policy.revision != reloaded and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.policy.revision == reloaded
+        token = world.token("partner", "uni-lab")
+        decided = client.post(
+            "/v1/decisions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={
+                "agreement_id": agreement,
+                "purpose": "research.public_health",
+                "fields": ["postcode"],
+                "subjects": ["subject-1"],
+            },
+        ).json()
+        assert decided["policy_revision"] == reloaded
+
+    # A process whose policies/ no longer holds the revision loaded last stays as it is.
+    lagging = world.client.app.state.runtime  # type: ignore[attr-defined]
+    edited = extra_bundle(policy_dir, "unreloaded")
+    lagging.policy.load(edited)
+    assert not follow(lagging)
+    assert lagging.policy.revision == edited.revision
