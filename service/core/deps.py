@@ -62,6 +62,10 @@ async def get_principal(
     if not enabled:
         raise Unauthenticated("the token's organisation is unknown or disabled")
     request.state.principal = principal  # for the record of refused attempts
+    if principal.role is Role.ADMIN and principal.organisation_id != runtime.settings.operator_org:
+        # Administration is the operator's: an admin token of any other organisation (one
+        # its own identity provider issued, say) administers nothing.
+        raise Forbidden("the admin role belongs to the operator organisation only")
     return principal
 
 

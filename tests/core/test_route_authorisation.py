@@ -53,3 +53,24 @@ def test_every_route_refuses_every_role_outside_its_rule(world: Api) -> None:
             assert response.headers["content-type"] == "application/problem+json"
             checked += 1
     assert checked > 50
+
+
+def test_the_admin_role_belongs_to_the_operator_organisation(world: Api) -> None:
+    """An admin token of another organisation administers nothing (its own identity
+    provider may well issue one); the refusal is recorded like any other."""
+    organisation = {"id": "new-org", "name": "New", "sector": "industry"}
+    for method, path, body in [
+        ("POST", "/v1/organisations", organisation),
+        ("PATCH", "/v1/organisations/health-trust", {"enabled": False}),
+        ("POST", "/v1/policies/reload", None),
+        ("GET", "/v1/audit/events", None),
+    ]:
+        response = world.call(method, path, "admin", "uni-lab", json=body)
+        assert response.status_code == 403, (method, path, response.text)
+        assert "operator" in response.json()["detail"]
+    refused = world.ok(
+        world.get("/v1/audit/events", "auditor", "council", params={"action": "access.refused"})
+    )
+    assert len(refused["items"]) == 4
+    created = world.call("POST", "/v1/organisations", "admin", "accord", json=organisation)
+    assert created.status_code == 201
