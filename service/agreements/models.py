@@ -42,6 +42,8 @@ class AgreementVersion(Base):
     version: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(24), index=True)
     status_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    # The organisation whose steward suspended the version (only it may resume it).
+    suspended_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(4000), default="")
     legal_basis: Mapped[str] = mapped_column(String(32))

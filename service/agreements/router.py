@@ -40,6 +40,7 @@ def version_read(version: AgreementVersion) -> schemas.VersionRead:
             "version": version.version,
             "status": version.status,
             "status_reason": version.status_reason,
+            "suspended_by": version.suspended_by,
             "review_required": version.review_required,
             "approvals": [schemas.ApprovalRead.model_validate(a) for a in version.approvals],
             "awaiting_approval_from": (
@@ -269,7 +270,7 @@ def _move_route(move: str, summary: str) -> None:
 
 
 _move_route("suspend", "Suspend the version in force")
-_move_route("resume", "Resume a suspended agreement")
+_move_route("resume", "Resume a suspended agreement (by the party that suspended it)")
 _move_route("terminate", "Terminate the agreement")
 
 

@@ -141,6 +141,9 @@ class VersionRead(ResponseModel):
     version: int
     status: AgreementStatus
     status_reason: str | None
+    suspended_by: str | None = Field(
+        description="while suspended: the organisation that suspended it (only it may resume)"
+    )
     title: str
     description: str
     providers: list[str]

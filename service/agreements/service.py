@@ -450,8 +450,14 @@ def move(
     allowed, target, action = _MOVES[move_name]
     version = _in_force(session, actor, agreement_id)
     _require(version, *allowed, action=move_name)
+    org = actor.principal.organisation_id
+    if move_name == "resume" and version.suspended_by not in (None, org):
+        raise Forbidden(
+            f"only {version.suspended_by}, which suspended the agreement, may resume it"
+        )
     if target is S.ACTIVE and now >= as_utc(version.valid_until):
         raise InvalidTransition("the version has passed its validity window")
+    version.suspended_by = org if target is S.SUSPENDED else None
     version.status = target.value
     version.status_reason = reason
     version.updated_at = now

@@ -125,13 +125,19 @@ def test_suspend_resume_terminate(world: Api, clock: MutableClock) -> None:
     suspended = world.ok(
         world.post(f"{base}/suspend", "steward", "health-trust", json={"reason": "breach review"})
     )
-    assert suspended["status"] == "suspended"
+    assert (suspended["status"], suspended["suspended_by"]) == ("suspended", "health-trust")
     assert (
         world.post(f"{base}/suspend", "steward", "uni-lab", json={"reason": "again"}).status_code
         == 409
     )
-    resumed = world.ok(world.post(f"{base}/resume", "steward", "uni-lab", json={"reason": "ok"}))
-    assert resumed["status"] == "active"
+    # Only the party that suspended it lifts the suspension, not the one it was aimed at.
+    overruled = world.post(f"{base}/resume", "steward", "uni-lab", json={"reason": "nope"})
+    assert overruled.status_code == 403
+    assert "health-trust" in overruled.json()["detail"]
+    resumed = world.ok(
+        world.post(f"{base}/resume", "steward", "health-trust", json={"reason": "resolved"})
+    )
+    assert (resumed["status"], resumed["suspended_by"]) == ("active", None)
     ended = world.ok(world.post(f"{base}/terminate", "steward", "uni-lab", json={"reason": "done"}))
     assert ended["status"] == "terminated"
     assert (
