@@ -20,25 +20,10 @@ from service.core.settings import Settings
 from service.decisions.engines import PolicyEngine
 from tests.support.api import Api
 from tests.support.clock import MutableClock
+from tests.support.decisions import codes, decide
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "policies" / "schemas"
 UNKNOWN_AGREEMENT = "00000000-0000-0000-0000-000000000000"
-
-
-def decide(api: Api, agreement_id: str, org: str = "uni-lab", **body: Any) -> Any:
-    payload = {
-        "agreement_id": agreement_id,
-        "purpose": "research.public_health",
-        "fields": ["postcode"],
-        **body,
-    }
-    if "aggregate" not in payload:
-        payload.setdefault("subjects", ["subject-1"])
-    return api.ok(api.post("/v1/decisions", "partner", org, json=payload))
-
-
-def codes(decision: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in decision["reasons"]]
 
 
 def outcomes(decision: dict[str, Any]) -> list[tuple[bool, list[str]]]:

@@ -20,22 +20,7 @@ from service.decisions.schemas import DecisionRequest
 from service.decisions.writer import DecisionWriter, _Pending
 from tests.support.api import Api
 from tests.support.clock import MutableClock
-
-
-def decide(api: Api, agreement_id: str, org: str = "uni-lab", **body: Any) -> Any:
-    payload = {
-        "agreement_id": agreement_id,
-        "purpose": "research.public_health",
-        "fields": ["postcode"],
-        **body,
-    }
-    if "aggregate" not in payload:
-        payload.setdefault("subjects", ["subject-1"])
-    return api.ok(api.post("/v1/decisions", "partner", org, json=payload))
-
-
-def codes(decision: dict[str, Any]) -> list[str]:
-    return [r["code"] for r in decision["reasons"]]
+from tests.support.decisions import codes, decide
 
 
 @pytest.fixture
