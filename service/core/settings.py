@@ -110,7 +110,9 @@ class Settings(BaseSettings):
         "transaction start while the one before commits; one, with larger groups, is "
         "fastest on SQLite and PostgreSQL, see bench/README.md)",
     )
-    max_batch_subjects: int = Field(10_000, ge=1, description="subjects in one decision request")
+    max_batch_subjects: int = Field(
+        10_000, ge=1, le=100_000, description="subjects in one decision request"
+    )
     sweep_interval_seconds: float = Field(
         60.0, ge=0, description="lifecycle sweep (activation, expiry) interval; 0 disables"
     )

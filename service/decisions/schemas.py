@@ -30,7 +30,11 @@ class DecisionRequest(RequestModel):
     purpose: DottedCode
     fields: Annotated[list[FieldName], Field(min_length=1, max_length=200)]
     subjects: Annotated[list[SubjectId], Field(min_length=1, max_length=100_000)] | None = Field(
-        None, description="raw subject ids (pseudonymised on receipt); one result each"
+        None,
+        description=(
+            "raw subject ids (pseudonymised on receipt); one result each. At most "
+            "ACCORD_MAX_BATCH_SUBJECTS (10,000 unless configured; never more than 100,000)"
+        ),
     )
     aggregate: Aggregate | None = Field(None, description="an aggregate release instead")
 
