@@ -12,6 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEV_JWT_SECRET = "accord-development-jwt-secret-change-me"  # noqa: S105
 DEV_PSEUDONYM_KEY = "accord-development-pseudonym-key-change-me"
 DEV_SIGNING_SEED = "0" * 64
+MIN_SECRET_BYTES = 32
 
 
 class Environment(StrEnum):
@@ -141,6 +142,13 @@ class Settings(BaseSettings):
             problems.append("ACCORD_PSEUDONYM_KEY is the development key")
         if self.signing_key_seed.get_secret_value() == DEV_SIGNING_SEED:
             problems.append("ACCORD_SIGNING_KEY_SEED is the development seed")
+        # RFC 7518 3.2: an HS256 key of at least 256 bits; the pseudonym key likewise.
+        for name, secret in (
+            ("ACCORD_JWT_SECRET", self.jwt_secret),
+            ("ACCORD_PSEUDONYM_KEY", self.pseudonym_key),
+        ):
+            if secret is not None and len(secret.get_secret_value().encode()) < MIN_SECRET_BYTES:
+                problems.append(f"{name} is shorter than {MIN_SECRET_BYTES} bytes")
         if problems:
             raise ValueError("refusing to start in production: " + "; ".join(problems))
         return self

@@ -36,6 +36,23 @@ def test_production_starts_with_real_secrets() -> None:
     assert settings.environment == "production"
 
 
+def test_production_refuses_short_secrets() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(
+            environment="production",
+            jwt_secret="s" * 31,
+            pseudonym_key="k" * 31,
+            signing_key_seed="ab" * 32,
+        )
+    message = str(refused.value)
+    assert "ACCORD_JWT_SECRET is shorter than 32 bytes" in message
+    assert "ACCORD_PSEUDONYM_KEY is shorter than 32 bytes" in message
+    assert Settings(
+        environment="production", jwt_secret="s" * 32, pseudonym_key="k" * 32,
+        signing_key_seed="ab" * 32,
+    ).environment == "production"  # fmt: skip
+
+
 def test_a_missing_or_malformed_signing_key_is_refused() -> None:
     for seed in ("", "not-hex" * 8, "ab" * 31):
         with pytest.raises(ValidationError, match="ACCORD_SIGNING_KEY_SEED"):
