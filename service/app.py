@@ -225,6 +225,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         rate_per_second=settings.rate_limit_per_second,
         burst=settings.rate_limit_burst,
+        known_caller=runtime.verifier.known_caller,
     )
     for router in ROUTERS:
         app.include_router(router)

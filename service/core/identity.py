@@ -124,6 +124,11 @@ class TokenVerifier:
         except jwt.PyJWKClientError as exc:
             raise Unauthenticated("token key id is unknown") from exc
 
+    def known_caller(self, token: str) -> str | None:
+        """ "organisation/subject" of a token verified before and not expired, else None."""
+        principal = self.remembered(token)
+        return None if principal is None else f"{principal.organisation_id}/{principal.subject}"
+
     def verify(self, token: str) -> Principal:
         """The token's principal; verified tokens are remembered until they expire."""
         cached = self.remembered(token)

@@ -92,7 +92,12 @@ class Settings(BaseSettings):
         4 * 1024 * 1024, ge=1024, description="largest request body accepted (413 beyond)"
     )
     rate_limit_per_second: float = Field(
-        200.0, ge=0, description="sustained requests per second per client; 0 disables"
+        200.0,
+        ge=0,
+        description=(
+            "sustained requests per second per client (the caller of an already verified "
+            "token, else the address); 0 disables"
+        ),
     )
     rate_limit_burst: int = Field(400, ge=1, description="requests a client may burst")
     log_level: str = Field("INFO", description="log level of the JSON logs on stdout")

@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.core.identity import Role, mint_token
 from service.core.settings import Settings
 from tests.support.api import Api
 from tests.support.clock import MutableClock
@@ -62,3 +63,22 @@ def test_too_many_requests_from_one_client_get_429(limited_app: FastAPI) -> None
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.json()["status"] == 429
         assert client.get("/healthz").status_code == 200
+
+
+def test_made_up_tokens_share_their_address_bucket_and_verified_callers_keep_theirs(
+    limited_app: FastAPI, settings: Settings
+) -> None:
+    """A bucket per made-up token would let a flood of them through (and push real
+    clients' buckets out); a caller whose token was verified has a bucket of its own."""
+    token = mint_token(settings, subject="svc", role=Role.AUDITOR, organisation_id="accord")
+    real = {"Authorization": f"Bearer {token}"}
+    with TestClient(limited_app) as client:
+        assert client.get("/v1/purposes", headers=real).status_code == 200
+        made_up = [
+            client.get("/v1/purposes", headers={"Authorization": f"Bearer made-up-{n}"})
+            for n in range(6)
+        ]
+        # The address's burst of 3, less the real token's first request (not yet verified
+        # when it was counted).
+        assert [r.status_code for r in made_up] == [401, 401, 429, 429, 429, 429]
+        assert client.get("/v1/purposes", headers=real).status_code == 200
