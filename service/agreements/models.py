@@ -44,6 +44,9 @@ class AgreementVersion(Base):
     status_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     # The organisation whose steward suspended the version (only it may resume it).
     suspended_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Parties of the version in force that this amendment drops: set at submission; they
+    # approve the amendment too (joint governance), though they are not its parties.
+    departing: Mapped[list[str]] = mapped_column(default=list)
     title: Mapped[str] = mapped_column(String(200))
     description: Mapped[str] = mapped_column(String(4000), default="")
     legal_basis: Mapped[str] = mapped_column(String(32))

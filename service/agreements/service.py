@@ -228,12 +228,14 @@ def versions_of(session: Session, agreement_id: str) -> list[AgreementVersion]:
 
 
 def _steward_version(
-    session: Session, actor: Actor, agreement_id: str, number: int
+    session: Session, actor: Actor, agreement_id: str, number: int, *, departing: bool = False
 ) -> AgreementVersion:
-    """Lock a version for a steward of one of its parties."""
+    """Lock a version for a steward of one of its parties (or, with `departing`, of a
+    party it drops from the version in force)."""
     get_agreement(session, actor.principal, agreement_id)
     version = get_version(session, agreement_id, number, lock=True)
-    if actor.principal.organisation_id not in party_orgs(version):
+    org = actor.principal.organisation_id
+    if org not in party_orgs(version) and not (departing and org in version.departing):
         raise Forbidden("only stewards of a party organisation may change this agreement")
     return version
 
@@ -310,6 +312,10 @@ def submit(
     _require(version, S.DRAFT, action="submit")
     required, sensitive = review_required(session, policy, version)
     version.review_required = required
+    in_force = session.get(Agreement, agreement_id)
+    if in_force is not None and in_force.in_force_version is not None:
+        current = get_version(session, agreement_id, in_force.in_force_version)
+        version.departing = sorted(party_orgs(current) - party_orgs(version))
     version.status = S.PENDING_APPROVAL.value
     version.submitted_at = version.updated_at = now
     session.flush()
@@ -327,8 +333,9 @@ def submit(
 
 
 def awaiting(version: AgreementVersion) -> list[str]:
+    """The parties, and the parties of the version in force it drops, yet to decide."""
     decided = {a.organisation_id for a in version.approvals}
-    return sorted(party_orgs(version) - decided)
+    return sorted((party_orgs(version) | set(version.departing)) - decided)
 
 
 def maybe_approve(session: Session, actor: Actor, version: AgreementVersion, now: datetime) -> None:
@@ -357,8 +364,9 @@ def decide(
     comment: str,
     now: datetime,
 ) -> AgreementVersion:
-    """One party's approval or rejection, by a steward of that party only."""
-    version = _steward_version(session, actor, agreement_id, number)
+    """One party's approval or rejection, by a steward of that party only (or of a party
+    of the version in force that the amendment drops)."""
+    version = _steward_version(session, actor, agreement_id, number, departing=True)
     _require(version, S.PENDING_APPROVAL, action="approve or reject")
     org = actor.principal.organisation_id
     if org not in awaiting(version):

@@ -348,3 +348,40 @@ def test_an_organisation_removed_by_an_amendment_no_longer_sees_the_agreement(
     assert world.get(f"/v1/agreements/{agreement_id}", "steward", "council").status_code == 404
     assert world.ok(world.get("/v1/agreements", "steward", "council"))["items"] == []
     assert len(world.ok(world.get("/v1/agreements", "steward", "health-trust"))["items"]) == 1
+
+
+def test_an_amendment_that_drops_a_party_needs_its_approval_too(
+    world: Api, clock: MutableClock
+) -> None:
+    """Joint governance: the other parties cannot push a party out of the agreement it
+    signed; a party the amendment drops approves it (or rejects it) like the others."""
+    now = clock.now()
+    agreement_id = world.active(now, providers=["health-trust", "council"])
+    world.ok(
+        world.post(
+            f"/v1/agreements/{agreement_id}/amendments",
+            "steward",
+            "uni-lab",
+            json={"providers": ["health-trust"]},
+        ),
+        201,
+    )
+    v2 = world.version_path(agreement_id, 2)
+    submitted = world.ok(world.post(f"{v2}/submit", "steward", "uni-lab"))
+    assert submitted["awaiting_approval_from"] == ["council", "health-trust", "uni-lab"]
+    for org in ("health-trust", "uni-lab"):
+        world.ok(world.post(f"{v2}/approve", "steward", org, json={"comment": "ok"}))
+    pending = world.ok(world.get(v2, "steward", "uni-lab"))
+    assert (pending["status"], pending["awaiting_approval_from"]) == (
+        "pending_approval",
+        ["council"],
+    )
+    assert (
+        world.post(f"{v2}/approve", "steward", "outsider", json={"comment": "x"}).status_code == 404
+    )
+    rejected = world.ok(
+        world.post(f"{v2}/reject", "steward", "council", json={"comment": "we stay"})
+    )
+    assert rejected["status"] == "rejected"
+    assert world.ok(world.get(f"/v1/agreements/{agreement_id}", "steward", "council"))[
+        "in_force_version"] == 1  # fmt: skip
