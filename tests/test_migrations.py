@@ -9,6 +9,8 @@ from sqlalchemy import inspect, text
 
 from service.core.database import build_engine
 from service.core.migrations import downgrade, upgrade
+from service.core.settings import Settings
+from service.demo import seed
 from service.models import Base
 from tests.support.databases import DatabaseFactory
 
@@ -117,5 +119,33 @@ def test_subject_rows_are_keyed_by_pseudonym_and_survive_the_change(empty_url: s
         assert stored() == rows
         with pytest.raises(Exception, match="append-only"), engine.begin() as connection:
             connection.execute(text("DELETE FROM audit_event_subjects"))
+    finally:
+        engine.dispose()
+
+
+def test_the_latest_migrations_reverse_and_replay_on_a_seeded_database(
+    empty_url: str, settings: Settings
+) -> None:
+    """With rows that reference agreement_versions (parties, approvals), as any deployment
+    has: a migration that rebuilt the table would fail on its foreign keys."""
+    upgrade(empty_url)
+    assert "agreements" in seed(settings.model_copy(update={"database_url": empty_url}))
+    engine = build_engine(empty_url)
+
+    def versions() -> list[tuple[str, str]]:
+        with engine.connect() as connection:
+            rows = connection.execute(text("SELECT id, status FROM agreement_versions ORDER BY id"))
+            return [(row[0], row[1]) for row in rows]
+
+    try:
+        before = versions()
+        assert before
+        downgrade(empty_url, "0008")
+        assert versions() == before
+        upgrade(empty_url)
+        assert versions() == before
+        with engine.connect() as connection:
+            departing = connection.scalars(text("SELECT departing FROM agreement_versions")).all()
+        assert {str(d).replace(" ", "") for d in departing} == {"[]"}
     finally:
         engine.dispose()

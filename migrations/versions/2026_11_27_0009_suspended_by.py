@@ -20,11 +20,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# ALTER TABLE in place on SQLite too (recreate="never"): rebuilding the table would drop
+# it, which its referenced rows (parties, approvals) refuse with foreign keys on.
 def upgrade() -> None:
-    with op.batch_alter_table("agreement_versions", schema=None) as batch_op:
+    with op.batch_alter_table("agreement_versions", recreate="never") as batch_op:
         batch_op.add_column(sa.Column("suspended_by", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("agreement_versions", schema=None) as batch_op:
+    with op.batch_alter_table("agreement_versions", recreate="never") as batch_op:
         batch_op.drop_column("suspended_by")
