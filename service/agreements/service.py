@@ -418,6 +418,13 @@ def activate_version(
     assert agreement is not None
     if agreement.in_force_version is not None:
         previous = get_version(session, agreement.id, agreement.in_force_version, lock=True)
+        org = actor.principal.organisation_id
+        if previous.status == S.SUSPENDED.value and previous.suspended_by not in (None, org):
+            # Superseding the suspended version would lift the suspension: its party's call.
+            raise InvalidTransition(
+                f"the version in force is suspended by {previous.suspended_by}, "
+                "which alone may activate another"
+            )
         if previous.status in (S.ACTIVE.value, S.SUSPENDED.value):
             previous.status = S.SUPERSEDED.value
             previous.ended_at = previous.updated_at = now
@@ -562,6 +569,9 @@ def sweep(session: Session, actor: Actor, now: datetime) -> dict[str, int]:
         .with_for_update()
     )
     for version in list(ready):
-        activate_version(session, actor, version, now)
+        try:
+            activate_version(session, actor, version, now)
+        except InvalidTransition:  # raised before any change: the version in force is
+            continue  # suspended, and the new one waits for the suspending party
         counts["activated"] += 1
     return counts

@@ -385,3 +385,38 @@ def test_an_amendment_that_drops_a_party_needs_its_approval_too(
     assert rejected["status"] == "rejected"
     assert world.ok(world.get(f"/v1/agreements/{agreement_id}", "steward", "council"))[
         "in_force_version"] == 1  # fmt: skip
+
+
+def test_a_suspension_is_not_lifted_by_activating_an_amendment(
+    world: Api, clock: MutableClock, app: object
+) -> None:
+    """Neither by another party's activation nor by the sweep; the suspending party may."""
+    from service.app import run_sweep
+
+    now = clock.now()
+    agreement_id = world.active(now)
+    base = f"/v1/agreements/{agreement_id}"
+    world.ok(
+        world.post(
+            f"{base}/amendments",
+            "steward",
+            "uni-lab",
+            json={"valid_from": (now + timedelta(days=1)).isoformat()},
+        ),
+        201,
+    )
+    v2 = world.version_path(agreement_id, 2)
+    world.ok(world.post(f"{v2}/submit", "steward", "uni-lab"))
+    world.approve_all(agreement_id, 2)
+    world.ok(world.post(f"{base}/suspend", "steward", "health-trust", json={"reason": "breach"}))
+    clock.advance(timedelta(days=2))
+    refused = world.post(f"{v2}/activate", "steward", "uni-lab")
+    assert refused.status_code == 409
+    assert "health-trust" in refused.json()["detail"]
+    runtime = app.state.runtime  # type: ignore[attr-defined]
+    assert run_sweep(runtime)["activated"] == 0
+    assert world.ok(world.get(base, "steward", "uni-lab"))["in_force_version"] == 1
+    activated = world.ok(world.post(f"{v2}/activate", "steward", "health-trust"))
+    assert activated["status"] == "active"
+    assert world.ok(world.get(world.version_path(agreement_id, 1), "auditor", "council"))[
+        "status"] == "superseded"  # fmt: skip
