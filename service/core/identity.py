@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from enum import StrEnum
@@ -77,6 +78,7 @@ class TokenVerifier:
             else None
         )
         self._jwks_quiet_until = 0.0
+        self._jwks_lock = threading.Lock()
 
     @property
     def may_fetch(self) -> bool:
@@ -109,20 +111,23 @@ class TokenVerifier:
         raise Unauthenticated("token key id is unknown")
 
     def _jwks_key(self, jwks: PyJWKClient, kid: str) -> Any:
-        if time.monotonic() < self._jwks_quiet_until:
-            # The last fetch failed: only the keys still cached, nothing fetched.
-            cached = jwks.jwk_set_cache.get() if jwks.jwk_set_cache is not None else None
-            for key in cached.keys if cached is not None else ():
-                if key.key_id == kid and key.public_key_use in ("sig", None):
-                    return key.key
-            raise Unauthenticated("token key id is unknown")
-        try:
-            return jwks.get_signing_key(kid).key
-        except jwt.PyJWKClientConnectionError as exc:
-            self._jwks_quiet_until = time.monotonic() + _JWKS_BACKOFF_SECONDS
-            raise Unauthenticated("token key id is unknown") from exc
-        except jwt.PyJWKClientError as exc:
-            raise Unauthenticated("token key id is unknown") from exc
+        # One lookup at a time: requests that arrive while a fetch hangs wait for it, and
+        # then see its outcome (the backoff), rather than each fetching in turn.
+        with self._jwks_lock:
+            if time.monotonic() < self._jwks_quiet_until:
+                # The last fetch failed: only the keys still cached, nothing fetched.
+                cached = jwks.jwk_set_cache.get() if jwks.jwk_set_cache is not None else None
+                for key in cached.keys if cached is not None else ():
+                    if key.key_id == kid and key.public_key_use in ("sig", None):
+                        return key.key
+                raise Unauthenticated("token key id is unknown")
+            try:
+                return jwks.get_signing_key(kid).key
+            except jwt.PyJWKClientConnectionError as exc:
+                self._jwks_quiet_until = time.monotonic() + _JWKS_BACKOFF_SECONDS
+                raise Unauthenticated("token key id is unknown") from exc
+            except jwt.PyJWKClientError as exc:
+                raise Unauthenticated("token key id is unknown") from exc
 
     def known_caller(self, token: str) -> str | None:
         """ "organisation/subject" of a token verified before and not expired, else None."""

@@ -654,6 +654,26 @@ def test_a_jwks_host_that_hangs_holds_up_neither_other_requests_nor_later_tokens
         assert time.monotonic() - started < 1.0, "a second fetch was waited for"
 
 
+def test_tokens_arriving_while_a_jwks_fetch_hangs_wait_for_that_one_fetch(
+    world: Api,
+    settings: Settings,
+    keys: dict[str, KeyPair],
+    clock: MutableClock,
+    silent_jwks: str,
+) -> None:
+    """Eight at once: all answered within about one timeout, not one timeout each."""
+    hanging = settings.model_copy(
+        update={"jwt_public_keys": {}, "jwt_jwks_url": silent_jwks, "jwt_jwks_timeout_seconds": 1.0}
+    )
+    tokens = [signed(keys["ed-1"], claims(settings), kid=f"made-up-{n}") for n in range(8)]
+    with serving(hanging, clock) as client, ThreadPoolExecutor(8) as pool:
+        started = time.monotonic()
+        responses = list(pool.map(lambda token: bearer(client, token), tokens))
+        elapsed = time.monotonic() - started
+    assert [r.status_code for r in responses] == [401] * 8
+    assert elapsed < 3.0, f"{elapsed:.1f} s: the fetches were made one after another"
+
+
 def test_after_a_failed_jwks_fetch_cached_keys_still_verify(
     world: Api,
     settings: Settings,
