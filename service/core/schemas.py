@@ -31,8 +31,11 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-
 
 
 def _rfc3339(value: Any) -> Any:
-    """RFC 3339 date-times only (pydantic alone would also take Unix timestamps)."""
-    if isinstance(value, str) and not _RFC3339.match(value):
+    """RFC 3339 date-times only (pydantic alone would also take Unix timestamps, numbers or
+    strings, and a space for the T). A datetime is one the service built itself."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.match(value):
         raise ValueError("must be an RFC 3339 date-time with an offset")
     return value
 
@@ -51,14 +54,14 @@ def _in_range(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-# A time in a request body: with an offset, in range, handed on in UTC.
+# A time in a request (body or query): RFC 3339 with an offset, in range, handed on in UTC.
 Moment = Annotated[
     AwareDatetime,
+    BeforeValidator(_rfc3339),
     AfterValidator(_in_range),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _YEARS}),
 ]
-# A time in a query string: also only RFC 3339 (pydantic alone would take Unix timestamps).
-Rfc3339 = Annotated[Moment, BeforeValidator(_rfc3339)]
+Rfc3339 = Moment
 
 # Responses always carry aware UTC times (SQLite hands back naive ones).
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]

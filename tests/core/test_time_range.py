@@ -73,6 +73,16 @@ def test_out_of_range_times_are_422_everywhere(
             assert_422_at(response, f"query.{bound}")
 
 
+@pytest.mark.parametrize("moment", [4102444800, "1700000000", "2030-01-01 00:00:00+00:00"])
+def test_times_not_written_in_rfc_3339_are_422(
+    world: Api, clock: MutableClock, moment: Any
+) -> None:
+    response = world.post(
+        "/v1/agreements", "steward", "uni-lab", json=world.terms(clock.now(), valid_until=moment)
+    )
+    assert_422_at(response, "body.valid_until")
+
+
 def test_times_at_the_edges_of_the_range_are_taken(world: Api, clock: MutableClock) -> None:
     created = world.post(
         "/v1/agreements",
