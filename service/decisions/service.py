@@ -387,6 +387,12 @@ def _decided(
 
     obligations = outcome["obligations"]
     kind = document["request"]["kind"]
+    # As the policy: a caller that is not a recipient learns nothing of the agreement, so
+    # neither the answer (nor its stored copy, nor the caller's own audit event) names the
+    # version or the review in force. Auditors still read them in the stored input.
+    agreement = document["agreement"]
+    disclosed = agreement is not None and principal.organisation_id in agreement["recipients"]
+    version = context.agreement_version if disclosed else None
     answer: dict[str, Any] = {
         "decision_id": uuid7(),
         "allow": outcome["allow"],
@@ -394,7 +400,7 @@ def _decided(
         "obligations": obligations,
         "subjects": outcome["subjects"],
         "agreement_id": request.agreement_id,
-        "agreement_version": context.agreement_version,
+        "agreement_version": version,
         "purpose": request.purpose,
         "policy_revision": revision,
         "engine": policy.name,
@@ -411,7 +417,7 @@ def _decided(
         answer["decision_id"],
         outcome=Outcome.ALLOW if answer["allow"] else Outcome.DENY,
         agreement_id=request.agreement_id,
-        agreement_version=context.agreement_version,
+        agreement_version=version,
         purpose=request.purpose,
         reasons=reason_codes,
         minimisation={
@@ -419,7 +425,7 @@ def _decided(
             "permitted": obligations["permitted_fields"],
             "dropped": obligations["dropped_fields"],
         },
-        ethics_review=context.review_audit,
+        ethics_review=context.review_audit if disclosed else None,
         policy_revision=revision,
         subjects=subjects,
         details={
@@ -432,7 +438,7 @@ def _decided(
     row = {
         "id": answer["decision_id"],
         "agreement_id": request.agreement_id,
-        "agreement_version": context.agreement_version,
+        "agreement_version": version,
         "purpose": request.purpose,
         "kind": kind,
         "requester_org": principal.organisation_id,

@@ -75,6 +75,13 @@ def test_caller_must_be_a_recipient_and_learns_nothing_more(
             "ethics_conditions": [],
         }
         assert [codes(s) for s in decision["subjects"]] == [["request_denied"]] * 2
+        assert decision["agreement_version"] is None  # not even how often it was amended
+        path = f"/v1/decisions/{decision['decision_id']}"
+        assert world.ok(world.get(path, "partner", org))["agreement_version"] is None
+        own = world.ok(world.get("/v1/audit/events", "partner", org))["items"]
+        event = next(e for e in own if e["resource"]["id"] == decision["decision_id"])
+        assert event["agreement"] == {"id": agreement, "version": None}
+        assert event["ethics_review"] is None
     recipient = decide(
         world, agreement, fields=["postcode", "nhs_number"], subjects=["subject-1", "subject-2"]
     )
