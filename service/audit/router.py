@@ -30,7 +30,7 @@ from service.core.errors import (
     problem_responses,
 )
 from service.core.identity import Principal, Role
-from service.core.schemas import Rfc3339
+from service.core.schemas import Moment
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -53,10 +53,10 @@ class ExportFormat(StrEnum):
 def event_filter(
     runtime: RuntimeDep,
     since: Annotated[
-        Rfc3339 | None, Query(alias="from", description="RFC 3339; events at or after")
+        Moment | None, Query(alias="from", description="RFC 3339; events at or after")
     ] = None,
     until: Annotated[
-        Rfc3339 | None, Query(alias="to", description="RFC 3339; events before")
+        Moment | None, Query(alias="to", description="RFC 3339; events before")
     ] = None,
     organisation: Annotated[
         str | None, Query(max_length=64, description="the acting organisation")

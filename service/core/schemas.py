@@ -61,7 +61,6 @@ Moment = Annotated[
     AfterValidator(_in_range),
     WithJsonSchema({"type": "string", "format": "date-time", "pattern": _YEARS}),
 ]
-Rfc3339 = Moment
 
 # Responses always carry aware UTC times (SQLite hands back naive ones).
 UtcDateTime = Annotated[datetime, AfterValidator(as_utc)]

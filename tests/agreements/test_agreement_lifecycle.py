@@ -329,15 +329,7 @@ def test_an_organisation_removed_by_an_amendment_no_longer_sees_the_agreement(
     agreement_id = world.active(now, providers=["health-trust", "council"])
     assert [a["id"] for a in world.ok(world.get("/v1/agreements", "steward", "council"))[
         "items"]] == [agreement_id]  # fmt: skip
-    world.ok(
-        world.post(
-            f"/v1/agreements/{agreement_id}/amendments",
-            "steward",
-            "uni-lab",
-            json={"providers": ["health-trust"]},
-        ),
-        201,
-    )
+    world.amend(agreement_id, providers=["health-trust"])
     # While version 1 is in force, council is still one of its parties.
     assert world.get(f"/v1/agreements/{agreement_id}", "steward", "council").status_code == 200
     assert len(world.ok(world.get("/v1/agreements", "steward", "council"))["items"]) == 1
@@ -357,15 +349,7 @@ def test_an_amendment_that_drops_a_party_needs_its_approval_too(
     signed; a party the amendment drops approves it (or rejects it) like the others."""
     now = clock.now()
     agreement_id = world.active(now, providers=["health-trust", "council"])
-    world.ok(
-        world.post(
-            f"/v1/agreements/{agreement_id}/amendments",
-            "steward",
-            "uni-lab",
-            json={"providers": ["health-trust"]},
-        ),
-        201,
-    )
+    world.amend(agreement_id, providers=["health-trust"])
     v2 = world.version_path(agreement_id, 2)
     submitted = world.ok(world.post(f"{v2}/submit", "steward", "uni-lab"))
     assert submitted["awaiting_approval_from"] == ["council", "health-trust", "uni-lab"]
@@ -396,15 +380,7 @@ def test_a_suspension_is_not_lifted_by_activating_an_amendment(
     now = clock.now()
     agreement_id = world.active(now)
     base = f"/v1/agreements/{agreement_id}"
-    world.ok(
-        world.post(
-            f"{base}/amendments",
-            "steward",
-            "uni-lab",
-            json={"valid_from": (now + timedelta(days=1)).isoformat()},
-        ),
-        201,
-    )
+    world.amend(agreement_id, valid_from=(now + timedelta(days=1)).isoformat())
     v2 = world.version_path(agreement_id, 2)
     world.ok(world.post(f"{v2}/submit", "steward", "uni-lab"))
     world.approve_all(agreement_id, 2)

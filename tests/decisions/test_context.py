@@ -51,14 +51,7 @@ def reviewed(world: Api, clock: MutableClock) -> str:
         guardian={"guardian_id": "parent-3", "relationship": "parent"},
     )
     withdrawn = world.consent(now, "subject-4")
-    world.ok(
-        world.post(
-            f"/v1/consents/{withdrawn['id']}/withdraw",
-            "partner",
-            "health-trust",
-            json={"reason": "asked"},
-        )
-    )
+    world.withdraw(withdrawn["id"])
     world.consent(now, "subject-1", org="uni-lab")  # the recipient's: not read
     return agreement_id
 

@@ -212,14 +212,7 @@ def test_only_the_providers_consents_count(world: Api, agreement: str, clock: Mu
     world.consent(now, "elsewhere", org="outsider")
     world.consent(now, "self-granted", org="uni-lab")
     withdrawn = world.consent(now, "withdrew")
-    world.ok(
-        world.post(
-            f"/v1/consents/{withdrawn['id']}/withdraw",
-            "partner",
-            "health-trust",
-            json={"reason": "asked"},
-        )
-    )
+    world.withdraw(withdrawn["id"])
     world.consent(now, "withdrew", org="uni-lab")
     decision = decide(world, agreement, subjects=["elsewhere", "self-granted", "withdrew"])
     assert [codes(s) for s in decision["subjects"]] == [

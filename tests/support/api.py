@@ -145,6 +145,16 @@ class Api:
         }
         return self.ok(self.post("/v1/consents", "partner", org, json=body), 201)
 
+    def withdraw(self, consent_id: str, org: str = "health-trust") -> Any:
+        """The controller's partner system withdraws a consent."""
+        path = f"/v1/consents/{consent_id}/withdraw"
+        return self.ok(self.post(path, "partner", org, json={"reason": "asked"}))
+
+    def amend(self, agreement_id: str, org: str = "uni-lab", **changes: Any) -> Any:
+        """A steward of `org` drafts an amendment (the next version) with these changes."""
+        path = f"/v1/agreements/{agreement_id}/amendments"
+        return self.ok(self.post(path, "steward", org, json=changes), 201)
+
     def decide(self, agreement_id: str, subject: str = "subject-1") -> dict[str, Any]:
         """uni-lab's partner asks for one subject's postcode for public-health research."""
         body = {
