@@ -216,3 +216,25 @@ test_request_denied_and_consent_reasons_together if {
 	fx.subject_codes(result, 0) == ["consent_missing", "request_denied"]
 	fx.subject_codes(result, 1) == ["request_denied"]
 }
+
+# covering_pairs judges each distinct [purposes, categories] pair once: consents of one
+# form share it, a form that misses the purpose or a field's category is left out, and a
+# consent without one of the two keys has no pair at all.
+test_covering_pairs_keeps_the_covering_forms if {
+	categories := [{"health", "health.diagnosis"}, {"contact"}]
+	covering := decision.covering_pairs(
+		{
+			"ps-1": [fx.consent({})],
+			"ps-2": [fx.consent({"id": "consent-2"}), fx.consent({"categories": ["health"]})],
+			"ps-3": [fx.consent({"purposes": ["marketing"]})],
+			"ps-4": [object.remove(fx.consent({}), ["categories"])],
+		},
+		{"research.public_health", "research"},
+		categories,
+	)
+	covering == {[["research"], ["health", "contact"]]}
+}
+
+test_consent_without_purposes_denies if {
+	denied_with([object.remove(fx.consent({}), ["purposes"])], ["consent_invalid"])
+}

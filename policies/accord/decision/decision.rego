@@ -19,9 +19,9 @@
 # their consents (allowed, or denied with their reasons) in `decided`; only when that body
 # fails, for a request-level reason, is the full definition (`explained`) evaluated, which
 # works out the request's reasons and their messages. Both decide the subjects with the
-# same functions (unconsented_among, subject_results), whose per-subject and per-consent
-# loops read their arguments rather than rules. `grouped` proves the request-level rules
-# once for all its requests.
+# same functions (covering_pairs, unconsented_among, subject_results), whose per-subject
+# and per-consent loops read their arguments rather than rules. `grouped` proves the
+# request-level rules, and judges the forms of consent, once for all its requests.
 package accord.decision
 
 import rego.v1
@@ -59,7 +59,7 @@ decided(facts, requested) := {
 	"obligations": facts.obligations,
 	"subjects": subject_results(requested, unconsented, facts.consents, facts.now, facts.purposes, facts.categories, set()),
 } if {
-	unconsented := unconsented_among(requested, facts.consent_applies, facts.consents, facts.now, facts.purposes, facts.categories)
+	unconsented := unconsented_among(requested, facts.consent_applies, facts.consents, facts.now, facts.covering)
 }
 
 # The allowed-request path: the request-level facts `decided` needs, defined only when the
@@ -80,6 +80,7 @@ allowed := {
 	},
 	"consent_applies": consent_applies,
 	"consents": object.get(input, "consents", {}),
+	"covering": covering_pairs(object.get(input, "consents", {}), purposes, categories),
 	"now": now,
 	"purposes": purposes,
 	"categories": categories,
@@ -439,14 +440,15 @@ ethics_conditions := object.get(input.ethics_review, "conditions", []) if {
 #
 # A subject is allowed when the request is allowed and the subject's consent passes
 # (always, when consent does not apply). The work is linear in subjects and consents:
-#   1. unconsented_among: one pass over the requested subjects and their consents finds
-#      the subjects without a valid one;
+#   1. covering_pairs judges the purposes and categories of each distinct form of consent
+#      once; then unconsented_among, one pass over the requested subjects and their
+#      consents, finds the subjects without a valid one;
 #   2. if the request is allowed and there are none, every subject gets the same allowed
 #      entry;
 #   3. otherwise each denied subject gets a key (consent_keys): the facts of its consents,
 #      what the consent rules look at, with the times already judged ("missing" when it has
-#      no consent record; "ok" for a subject with a valid consent); the reason list of each
-#      distinct key is worked out once, and each subject's entry is two map lookups.
+#      no consent record); a subject with a valid consent has the key "ok". The reason list
+#      of each distinct key is worked out once, and each subject's entry is two map lookups.
 # Both `result`'s allowed-request path and `explained` use these functions, on their own
 # copies of the request-level facts.
 # ---------------------------------------------------------------------------------------
@@ -487,19 +489,16 @@ unconsented_subjects := unconsented_among(
 	consent_applies,
 	object.get(input, "consents", {}),
 	input.now_ns,
-	lineage,
-	permitted_categories,
+	covering_pairs(object.get(input, "consents", {}), lineage, permitted_categories),
 )
 
 # The subjects without a valid consent, when consent applies, in one pass over the subjects
 # and their consents. A consent is valid when it is given, has started, for a minor was
-# given by a guardian, has not ended, covers the purpose (or an ancestor), and covers the
-# category (or an ancestor) of every permitted field (cheapest checks first): `purposes`
-# is the set of the purpose and its ancestors, `categories` one set per permitted field
-# (its category and their ancestors). This is the hot loop of a batch. A consent is valid
-# here exactly when consent_problems (below) finds nothing wrong with its facts; keep the
-# two in step (the reference model in tests/policies/test_contract.py checks both).
-unconsented_among(subjects, applies, consents, now, purposes, categories) := {subject |
+# given by a guardian, has not ended, and its [purposes, categories] pair is `covering`
+# (see covering_pairs). This is the hot loop of a batch. A consent is valid here exactly
+# when consent_problems (below) finds nothing wrong with its facts; keep the two in step
+# (the reference model in tests/policies/test_contract.py checks both).
+unconsented_among(subjects, applies, consents, now, covering) := {subject |
 	applies
 	some subject in subjects
 	[consent |
@@ -508,12 +507,24 @@ unconsented_among(subjects, applies, consents, now, purposes, categories) := {su
 		consent.valid_from_ns <= now
 		[1 | not consent.subject_is_minor == false; not consent.guardian == true] == []
 		[1 | consent.valid_until_ns != null; not now < consent.valid_until_ns] == []
-		[purpose | some purpose in consent.purposes; purposes[purpose]] != []
-		every cats in categories {
-			some code in consent.categories
-			cats[code]
-		}
+		covering[[consent.purposes, consent.categories]]
 	] == []
+}
+
+# The distinct [purposes, categories] pairs of these consents (an object of subject ->
+# consent list) that cover the purpose or an ancestor (`purposes`: the purpose and its
+# ancestors) and the category or an ancestor of every permitted field (`categories`: one
+# set per permitted field, its category and their ancestors). Consents collected under
+# one form share a pair, so each distinct pair is judged once, not each consent: a
+# quarter of a batch's evaluation, and `grouped` judges the pairs of all its requests'
+# consents at once. A consent without either key has no pair, and is not valid.
+covering_pairs(consents, purposes, categories) := {pair |
+	some pair in {[consent.purposes, consent.categories] | some records in consents; some consent in records}
+	[purpose | some purpose in pair[0]; purposes[purpose]] != []
+	every cats in categories {
+		some code in pair[1]
+		cats[code]
+	}
 }
 
 # Each subject's result: allowed when it is not among `unconsented` and the request-level
@@ -525,14 +536,11 @@ subject_results(subjects, unconsented, consents, now, purposes, categories, deni
 	denied == set()
 } else := [{"subject": subject, "allow": listed == [], "reasons": listed} |
 	some subject in subjects
-	listed := lists[keys[subject]]
+	listed := lists[object.get(keys, subject, "ok")]
 ] if {
-	keys := object.union(
-		{subject: "ok" | some subject in subjects; not unconsented[subject]},
-		consent_keys(unconsented, consents, now),
-	)
+	keys := consent_keys(unconsented, consents, now)
 	lists := {key: subject_reasons(key_codes(key, purposes, categories) | denied) |
-		some key in {facts | some _, facts in keys}
+		some key in {facts | some _, facts in keys} | {"ok" | count(keys) < count(subjects)}
 	}
 }
 
