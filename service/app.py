@@ -37,6 +37,7 @@ from service.decisions import bundle
 from service.decisions.decider import Decider
 from service.decisions.engines import PolicyEngine, load_bundle
 from service.decisions.engines.embedded import EmbeddedEngine, check_contract
+from service.decisions.router import DecisionEndpoint
 from service.decisions.router import router as decisions_router
 from service.decisions.writer import DecisionWriter
 from service.health import router as health_router
@@ -219,6 +220,7 @@ def create_app(
     async def _too_large(request: Request, exc: BodyTooLarge) -> JSONResponse:
         return problem(request, 413, TYPE_BASE + "too-large", "Request body too large", str(exc))
 
+    app.add_middleware(DecisionEndpoint)  # inside EdgeMiddleware: added first
     app.add_middleware(
         EdgeMiddleware,
         metrics=runtime.metrics,

@@ -1,10 +1,13 @@
 """The decision endpoint partner systems call before every exchange.
 
-`POST /v1/decisions` is documented like every route, from `decide`'s signature, but served
-by `DecisionRoute`: on the hot path FastAPI's per-request dependency solving and body
-handling cost the event loop as much as a decision's own share of it (bench/README.md), so
-the route authenticates with the same guard and validates the `Idempotency-Key` header and
-the body with the same constraints and model itself, raising the same errors.
+`POST /v1/decisions` is an ordinary route, documented from `decide`'s signature, but served
+by `DecisionEndpoint`, a middleware below the edge middleware (request id, rate limit, body
+limit, metrics) that hands the request to `_serve` without FastAPI's routing: on the hot
+path the route's matching, its request and response wrappers and its dependency solving
+cost the event loop more than a decision's own share of it (bench/README.md). `_serve`
+authenticates with the same guard and validates the `Idempotency-Key` header and the body
+with the same constraints and model, raising the same errors, which Starlette's own
+exception middleware turns into the application's problems.
 tests/decisions/test_decision_route.py holds it to what FastAPI would answer.
 """
 
@@ -12,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from pydantic import Field, TypeAdapter, ValidationError
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.core.context import Runtime
 from service.core.deps import ANY_ROLE, Actor, SessionDep, authenticate, roles
@@ -76,7 +80,7 @@ async def decide(
     principal: Partner,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", **_KEY_LIMITS)] = None,
 ) -> Response:
-    """The documented signature (see the module docstring); served by `DecisionRoute`."""
+    """The documented signature; served by `DecisionEndpoint` (see the module docstring)."""
     return await _decision(request, principal, body, idempotency_key)
 
 
@@ -144,18 +148,10 @@ async def _serve(request: Request) -> Response:
     return await _decision(request, principal, body, key)
 
 
-class DecisionRoute(APIRoute):
-    """Serves `decide` with `_serve` (see the module docstring)."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        return _serve
-
-
 router.add_api_route(
     "",
     decide,
     methods=["POST"],
-    route_class_override=DecisionRoute,
     summary="Decide whether the caller may receive these fields for this purpose",
     description=(
         "Evaluated by the Rego bundle in `policies/`; answered only after the decision and its "
@@ -165,6 +161,42 @@ router.add_api_route(
     response_model=DecisionRead,
     responses=problem_responses(Forbidden, Conflict, InvalidRequest, Unavailable),
 )
+_ROUTE = cast(APIRoute, router.routes[-1])  # the route just added
+
+
+async def _serve_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+    response = await _serve(Request(scope, receive, send))
+    await response(scope, receive, send)
+
+
+class DecisionEndpoint:
+    """Serves `POST /v1/decisions` with `_serve` (see the module docstring); any other
+    request goes on to the application. Errors are handled as the application's exception
+    middleware handles them (the same handlers, taken from the application on first use);
+    anything unhandled goes up to its server-error handler. The request is given the
+    route, as routing would, for the metrics and the refusal audit events."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._served: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != _ROUTE.path or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        served = self._served
+        if served is None:
+            application = scope["app"]
+            handlers = {
+                key: handler
+                for key, handler in application.exception_handlers.items()
+                if key not in (500, Exception)
+            }
+            served = self._served = ExceptionMiddleware(
+                _serve_asgi, handlers=handlers, debug=application.debug
+            )
+        scope["route"] = _ROUTE
+        await served(scope, receive, send)
 
 
 @router.get(

@@ -1,11 +1,11 @@
 """The decision endpoint answers what FastAPI's own request handling would.
 
-`POST /v1/decisions` is served by `DecisionRoute`, which authenticates and validates the
-request itself (see service/decisions/router.py). Here the same endpoint function is also
-mounted as an ordinary FastAPI route, and both get the same requests: well-formed or not,
-with or without a valid token, they must get the same status, problem type and error
-locations. One difference is intended, and pinned below: a caller who is not
-authenticated gets 401 before anything about the body is said.
+`POST /v1/decisions` is served by `DecisionEndpoint`, which authenticates and validates the
+request itself, without FastAPI's routing (see service/decisions/router.py). Here the same
+endpoint function is also mounted where FastAPI's own handling serves it, and both get the
+same requests: well-formed or not, with or without a valid token, they must get the same
+status, problem type and error locations. One difference is intended, and pinned below: a
+caller who is not authenticated gets 401 before anything about the body is said.
 """
 
 from __future__ import annotations
