@@ -36,30 +36,32 @@ import data.accord.lib
 # `explained`. Keep the two in step: when `allowed` holds, `explained` must give the same
 # document (the Rego tests and the property tests in tests/policies/test_contract.py
 # compare them on every input).
-result := decided(facts, [subject | input.request.kind == "subjects"; some subject in input.request.subjects]) if {
+result := decided(facts, requested, unconsented_among(requested, facts.consent_applies, facts.consents, facts.now, facts.covering)) if {
 	facts := allowed
+	requested := [subject | input.request.kind == "subjects"; some subject in input.request.subjects]
 } else := explained
 
 # One result per entry of input.group (a list of subject lists; input.request.subjects is
 # not read): each is what `result` answers for the same input with request.subjects set to
 # that entry (consents keyed by subject, so the consents of every entry's subjects can
-# share one input). Undefined unless the request passes every request-level rule.
-grouped := [decided(facts, requested) | some requested in input.group] if {
+# share one input). Undefined unless the request passes every request-level rule. The
+# subjects without a valid consent are found in one pass over every entry's subjects.
+grouped := [decided(facts, requested, {subject | some subject in requested; unconsented[subject]}) | some requested in input.group] if {
 	input.request.kind == "subjects"
 	is_array(input.group)
 	facts := allowed
+	unconsented := unconsented_among([subject | some requested in input.group; some subject in requested], facts.consent_applies, facts.consents, facts.now, facts.covering)
 }
 
 # The result of a request that passed every request-level rule (`facts`, from `allowed`),
-# for these subjects: allowed unless some subject lacks a valid consent (when consent
-# applies); each subject decided as `explained` decides it.
-decided(facts, requested) := {
+# for these subjects, `unconsented` those of them without a valid consent (when consent
+# applies; from unconsented_among): allowed unless there are any; each subject decided as
+# `explained` decides it.
+decided(facts, requested, unconsented) := {
 	"allow": unconsented == set(),
 	"reasons": subjects_summary(requested, unconsented),
 	"obligations": facts.obligations,
 	"subjects": subject_results(requested, unconsented, facts.consents, facts.now, facts.purposes, facts.categories, set()),
-} if {
-	unconsented := unconsented_among(requested, facts.consent_applies, facts.consents, facts.now, facts.covering)
 }
 
 # The allowed-request path: the request-level facts `decided` needs, defined only when the
