@@ -58,6 +58,15 @@ def app(settings: Settings, clock: MutableClock) -> FastAPI:
 
 
 @pytest.fixture
+def limited_app(settings: Settings, clock: MutableClock) -> FastAPI:
+    """An app whose rate limit is on: a burst of 3 requests, then 1 per second."""
+    return create_app(
+        settings.model_copy(update={"rate_limit_per_second": 1.0, "rate_limit_burst": 3}),
+        clock=clock,
+    )
+
+
+@pytest.fixture
 def client(app: FastAPI) -> Iterator[TestClient]:
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

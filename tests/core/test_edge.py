@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from service.app import create_app
 from service.core.identity import Role, mint_token
 from service.core.settings import Settings
 from tests.support.api import Api
-from tests.support.clock import MutableClock
 
 
 def test_oversized_bodies_are_413_and_write_nothing(world: Api) -> None:
@@ -44,14 +41,6 @@ def test_metrics_count_requests_and_decisions(world: Api) -> None:
     assert 'accord_http_requests_total{method="GET",route="/v1/purposes",status="200"}' in text
     assert "accord_policy_evaluation_seconds" in text
     assert "ps_" not in text  # no pseudonyms, let alone subject ids
-
-
-@pytest.fixture
-def limited_app(settings: Settings, clock: MutableClock) -> FastAPI:
-    return create_app(
-        settings.model_copy(update={"rate_limit_per_second": 1.0, "rate_limit_burst": 3}),
-        clock=clock,
-    )
 
 
 def test_too_many_requests_from_one_client_get_429(limited_app: FastAPI) -> None:
