@@ -223,6 +223,7 @@ test_request_denied_and_consent_reasons_together if {
 test_covering_pairs_keeps_the_covering_forms if {
 	categories := [{"health", "health.diagnosis"}, {"contact"}]
 	covering := decision.covering_pairs(
+		true,
 		{
 			"ps-1": [fx.consent({})],
 			"ps-2": [fx.consent({"id": "consent-2"}), fx.consent({"categories": ["health"]})],
@@ -233,6 +234,7 @@ test_covering_pairs_keeps_the_covering_forms if {
 		categories,
 	)
 	covering == {[["research"], ["health", "contact"]]}
+	decision.covering_pairs(false, {"ps-1": [fx.consent({})]}, {"research"}, categories) == set()
 }
 
 test_consent_without_purposes_denies if {

@@ -82,7 +82,7 @@ allowed := {
 	},
 	"consent_applies": consent_applies,
 	"consents": object.get(input, "consents", {}),
-	"covering": covering_pairs(object.get(input, "consents", {}), purposes, categories),
+	"covering": covering_pairs(consent_applies, object.get(input, "consents", {}), purposes, categories),
 	"now": now,
 	"purposes": purposes,
 	"categories": categories,
@@ -491,7 +491,7 @@ unconsented_subjects := unconsented_among(
 	consent_applies,
 	object.get(input, "consents", {}),
 	input.now_ns,
-	covering_pairs(object.get(input, "consents", {}), lineage, permitted_categories),
+	covering_pairs(consent_applies, object.get(input, "consents", {}), lineage, permitted_categories),
 )
 
 # The subjects without a valid consent, when consent applies, in one pass over the subjects
@@ -519,8 +519,10 @@ unconsented_among(subjects, applies, consents, now, covering) := {subject |
 # set per permitted field, its category and their ancestors). Consents collected under
 # one form share a pair, so each distinct pair is judged once, not each consent: a
 # quarter of a batch's evaluation, and `grouped` judges the pairs of all its requests'
-# consents at once. A consent without either key has no pair, and is not valid.
-covering_pairs(consents, purposes, categories) := {pair |
+# consents at once. A consent without either key has no pair, and is not valid. Nothing
+# is judged where consent does not apply (`applies` false).
+covering_pairs(applies, consents, purposes, categories) := {pair |
+	applies
 	some pair in {[consent.purposes, consent.categories] | some records in consents; some consent in records}
 	[purpose | some purpose in pair[0]; purposes[purpose]] != []
 	every cats in categories {
