@@ -5,9 +5,10 @@
 
 Inputs have the service's shape (as `decisions/context.py` builds them): one subject
 allowed, one whose consent was withdrawn, one without a consent record, and batches of
-10,000 subjects (all allowed; every tenth withdrawn). Each bundle is timed on the same
-input in alternating rounds; the medians are printed, with the input's parse time
-(`set_input_json`) apart. The bundles must give the same result on every input.
+10,000 subjects (all allowed; every tenth withdrawn; under an agreement that needs no
+consent). Each bundle is timed on the same input in alternating rounds; the medians are
+printed, with the input's parse time (`set_input_json`) apart. The bundles must give the
+same result on every input.
 
 Then, for the first bundle, requests decided together as the service decides them: n
 single-subject requests that differ only in their subject (the decision benchmark's mix:
@@ -61,8 +62,10 @@ def _pseudonym(n: int) -> str:
 
 
 def decision_input(
-    subjects: int, withdrawn_every: int = 0, consented: bool = True
+    subjects: int, withdrawn_every: int = 0, consented: bool = True, consent_basis: bool = True
 ) -> dict[str, Any]:
+    """An input of the service's shape; `consent_basis` False: an agreement under another
+    legal basis, which needs no consent (its subjects' consents are still in the input)."""
     names = [_pseudonym(n) for n in range(1, subjects + 1)]
     consents = {}
     if consented:
@@ -99,8 +102,8 @@ def decision_input(
             "valid_until_ns": NOW + 700 * DAY,
             "providers": ["provider"],
             "recipients": ["recipient"],
-            "legal_basis": "consent",
-            "consent_required": True,
+            "legal_basis": "consent" if consent_basis else "public_task",
+            "consent_required": consent_basis,
             "retention_days": 365,
             "minimisation": {"mode": "trim", "min_cohort": 10},
             "pseudonymisation_required": True,
@@ -125,6 +128,7 @@ CASES = {
     "one subject, no consent recorded": (decision_input(1, consented=False), 300),
     "10,000 subjects, all allowed": (decision_input(10_000), 1),
     "10,000 subjects, every tenth withdrawn": (decision_input(10_000, withdrawn_every=10), 1),
+    "10,000 subjects, consent not required": (decision_input(10_000, consent_basis=False), 1),
 }
 
 
