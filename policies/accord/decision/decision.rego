@@ -56,9 +56,17 @@ grouped := [decided(facts, requested, {subject | some subject in requested; unco
 # The result of a request that passed every request-level rule (`facts`, from `allowed`),
 # for these subjects, `unconsented` those of them without a valid consent (when consent
 # applies; from unconsented_among): allowed unless there are any; each subject decided as
-# `explained` decides it.
+# `explained` decides it. The allowed document is written out here, as subjects_summary
+# and subject_results would give it: a function called costs more than the document.
 decided(facts, requested, unconsented) := {
-	"allow": unconsented == set(),
+	"allow": true,
+	"reasons": [],
+	"obligations": facts.obligations,
+	"subjects": [{"subject": subject, "allow": true, "reasons": []} | some subject in requested],
+} if {
+	unconsented == set()
+} else := {
+	"allow": false,
 	"reasons": subjects_summary(requested, unconsented),
 	"obligations": facts.obligations,
 	"subjects": subject_results(requested, unconsented, facts.consents, facts.now, facts.purposes, facts.categories, set()),
